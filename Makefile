@@ -1,0 +1,53 @@
+# mmvsim: `make demo` runs the main job on synthetic data, `make test` runs every check.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.installed
+DEMO_DATA ?= data/demo
+DEMO_STORE ?= data/demo_store
+
+.PHONY: venv demo test check nbtest pytest lab export clean bench
+
+# Create the virtual environment from the pinned requirements when it is missing or stale.
+$(STAMP): requirements.txt setup.py settings.ini
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@echo "installing pinned requirements into $(VENV) (2-3 minutes on a fresh machine)"
+	@$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt 2>&1 | grep -v 'is ignored: it is neither' || true
+	@$(PY) -m pip check
+	@$(PY) -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | grep -v 'is ignored: it is neither' || true
+	@$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (mmvsim)" >/dev/null
+	@touch $@
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/mmvsim demo --data $(DEMO_DATA) --store $(DEMO_STORE)
+
+# Notebooks and library in sync, notebooks clean: export and clean a copy, compare.
+check: $(STAMP)
+	@tmp=$$(mktemp -d); cp -r settings.ini nbs mmvsim $$tmp/; \
+	(cd $$tmp && $(CURDIR)/$(BIN)/nbdev_export && $(CURDIR)/$(BIN)/nbdev_clean) || exit 1; \
+	diff -r -x __pycache__ mmvsim $$tmp/mmvsim >/dev/null || { echo "mmvsim/ is out of sync with nbs/: run 'make export'"; diff -r -x __pycache__ mmvsim $$tmp/mmvsim | head -20; rm -rf $$tmp; exit 1; }; \
+	diff -r nbs $$tmp/nbs >/dev/null || { echo "notebooks carry outputs or metadata: run 'make export'"; diff -r nbs $$tmp/nbs | head -20; rm -rf $$tmp; exit 1; }; \
+	rm -rf $$tmp; echo "notebooks and library in sync and clean"
+
+nbtest: $(STAMP)
+	$(BIN)/nbdev_test --n_workers 2 --timing
+
+pytest: $(STAMP)
+	$(BIN)/pytest -q tests
+
+test: check nbtest pytest
+
+export: $(STAMP)
+	$(BIN)/nbdev_export && $(BIN)/nbdev_clean
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab --notebook-dir nbs
+
+bench: $(STAMP)
+	$(PY) scripts/bench_store.py
+
+clean:
+	rm -rf $(DEMO_DATA) $(DEMO_STORE) runs
