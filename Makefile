@@ -15,7 +15,7 @@ $(STAMP): requirements.txt setup.py settings.ini
 	@echo "installing pinned requirements into $(VENV) (2-3 minutes on a fresh machine)"
 	@$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt 2>&1 | grep -v 'is ignored: it is neither' || true
 	@$(PY) -m pip check
-	@$(PY) -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | grep -v 'is ignored: it is neither' || true
+	@$(PY) -m pip install -q --no-deps --no-build-isolation --config-settings editable_mode=compat -e . 2>&1 | grep -v 'is ignored: it is neither' || true
 	@$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (mmvsim)" >/dev/null
 	@touch $@
 
