@@ -41,7 +41,7 @@ pytest: $(STAMP)
 test: check nbtest pytest
 
 export: $(STAMP)
-	$(BIN)/nbdev_export && $(BIN)/nbdev_clean
+	$(BIN)/nbdev_clean && $(BIN)/nbdev_export
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir nbs
