@@ -17,6 +17,7 @@ def tiny(tmp_path_factory):
 def test_pretrain_notebook(tiny, tmp_path):
     run = tmp_path/'run'
     out = run/'pretrain.ipynb'
+    run.mkdir()
     cmd = [sys.executable, '-m', 'papermill', str(ROOT/'nbs/experiments/pretrain.ipynb'), str(out), '--cwd', str(ROOT),
            '-p', 'data_dir', str(tiny), '-p', 'run_dir', str(run), '-p', 'epochs', '1', '-p', 'batch_size', '16',
            '-p', 'tasks', 'vtc,mlm,mfm,itm']
