@@ -14,15 +14,20 @@ def tiny(tmp_path_factory):
     return d
 
 
-def test_pretrain_notebook(tiny, tmp_path):
-    run = tmp_path/'run'
-    out = run/'pretrain.ipynb'
+def run_notebook(name, run, **params):
+    """Execute `nbs/experiments/<name>.ipynb` with papermill into `run/<name>.ipynb`; returns the executed path."""
     run.mkdir()
-    cmd = [sys.executable, '-m', 'papermill', str(ROOT/'nbs/experiments/pretrain.ipynb'), str(out), '--cwd', str(ROOT),
-           '-p', 'data_dir', str(tiny), '-p', 'run_dir', str(run), '-p', 'epochs', '1', '-p', 'batch_size', '16',
-           '-p', 'tasks', 'vtc,mlm,mfm,itm']
+    out = run/f'{name}.ipynb'
+    cmd = [sys.executable, '-m', 'papermill', str(ROOT/f'nbs/experiments/{name}.ipynb'), str(out), '--cwd', str(ROOT),
+           '-p', 'run_dir', str(run)] + [x for k, v in params.items() for x in ('-p', k, str(v))]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
+    return out
+
+
+def test_pretrain_notebook(tiny, tmp_path):
+    run = tmp_path/'run'
+    out = run_notebook('pretrain', run, data_dir=tiny, epochs=1, batch_size=16, tasks='vtc,mlm,mfm,itm')
     for f in ['config.json', 'model_config.json', 'metrics.jsonl', 'metrics.json', 'model.safetensors', 'loss.png',
               'pretrain.ipynb']:
         assert (run/f).exists(), f
@@ -41,13 +46,8 @@ def test_cli_help():
 
 def test_finetune_notebook(tiny, tmp_path):
     run = tmp_path/'run'
-    out = run/'finetune.ipynb'
-    run.mkdir()
-    cmd = [sys.executable, '-m', 'papermill', str(ROOT/'nbs/experiments/finetune.ipynb'), str(out), '--cwd', str(ROOT),
-           '-p', 'data_dir', str(tiny), '-p', 'run_dir', str(run), '-p', 'split', 'kfold', '-p', 'folds', '4',
-           '-p', 'epochs', '1', '-p', 'batch_size', '16', '-p', 'lr_bert', '1e-3', '-p', 'lr_new', '1e-3']
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
+    out = run_notebook('finetune', run, data_dir=tiny, split='kfold', folds=4, epochs=1, batch_size=16, lr_bert=1e-3,
+                       lr_new=1e-3)
     for f in ['config.json', 'model_config.json', 'split.json', 'metrics.jsonl', 'metrics.json', 'model.safetensors',
               'best/model.safetensors', 'valid_predictions.csv', 'loss.png', 'finetune.ipynb']:
         assert (run/f).exists(), f
