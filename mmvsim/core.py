@@ -85,6 +85,12 @@ class Config:
     @classmethod
     def load(cls, path): return cls.from_dict(load_json(path))
 
+    @classmethod
+    def from_params(cls, ns: dict):
+        """The config from a namespace such as a papermill notebook's `globals()`: its names that are fields."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in ns.items() if k in names})
+
 # %% ../nbs/00_core.ipynb #37a98347
 def claim_run(run_dir, cfg: Config, name='config.json'):
     """Save `cfg` in `run_dir`, or check it equals the config already there (a resumed run)."""

@@ -52,6 +52,7 @@ class ModelConfig(Config):
                           attn_implementation=self.attn_implementation)
 
 MODEL_SIZES = {  # name -> (hidden, layers, heads, intermediate)
+    'micro': dict(hidden=128,  layers=1,  heads=2,  intermediate=512),   # half of tiny's depth: the CPU grid's 'base'
     'tiny':  dict(hidden=128,  layers=2,  heads=2,  intermediate=512),
     'small': dict(hidden=256,  layers=4,  heads=4,  intermediate=1024),
     'base':  dict(hidden=768,  layers=12, heads=12, intermediate=3072),

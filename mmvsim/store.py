@@ -17,9 +17,9 @@ from .core import DataError, FRAME_DIM, save_json, load_json
 from .records import iter_raw_records, decode_video, read_labels, read_tag_list, competition_files
 
 # %% auto #0
-__all__ = ['FORMAT_VERSION', 'SPLITS', 'load_tokenizer', 'tokenizer_fingerprint', 'special_ids', 'build_store', 'Store',
-           'store_matches', 'open_store', 'frame_indices', 'pad_frames', 'split_budget', 'text_ids', 'VideoDataset',
-           'LazyItems', 'collate_videos', 'PairDataset', 'collate_pairs']
+__all__ = ['FORMAT_VERSION', 'SPLITS', 'TEXT_INPUTS', 'load_tokenizer', 'tokenizer_fingerprint', 'special_ids', 'build_store',
+           'Store', 'store_matches', 'open_store', 'frame_indices', 'pad_frames', 'split_budget', 'text_ids',
+           'VideoDataset', 'LazyItems', 'collate_videos', 'PairDataset', 'collate_pairs']
 
 # %% ../nbs/03_store.ipynb #a53e55a4
 def load_tokenizer(path):
@@ -318,6 +318,8 @@ def split_budget(n_title: int, n_asr: int, budget: int) -> tuple[int, int]:
     t = min(n_title, max(budget - n_asr, (budget + 1) // 2))
     return t, min(n_asr, budget - t)
 
+TEXT_INPUTS = ('title', 'asr', 'title+asr')   # the text a model may read of a video
+
 def text_ids(title, asr, max_len: int, cls: int, sep: int, pad: int, text: str = 'title',
              ids=None, mask=None) -> tuple[np.ndarray, np.ndarray]:
     """`(max_len,)` int64 ids `[CLS] [SEP] title [SEP]` (or asr, or `title [SEP] asr [SEP]`) padded, and the bool mask."""
@@ -329,7 +331,7 @@ def text_ids(title, asr, max_len: int, cls: int, sep: int, pad: int, text: str =
     elif text in ('title', 'asr'):
         body = title if text == 'title' else asr
         t = min(len(body), max_len - 3); ids[2:2 + t] = body[:t]; n = 3 + t
-    else: raise ValueError(f"text must be 'title', 'asr' or 'title+asr', got {text!r}")
+    else: raise ValueError(f"text must be one of {TEXT_INPUTS}, got {text!r}")
     ids[0], ids[1], ids[n - 1] = cls, sep, sep
     ids[n:] = pad; mask[:n] = True; mask[n:] = False
     return ids, mask
@@ -338,7 +340,7 @@ def text_ids(title, asr, max_len: int, cls: int, sep: int, pad: int, text: str =
 class VideoDataset(Dataset):
     """Videos of a store as fixed-shape numpy items (frames, text ids, masks, tag indices)."""
     def __init__(self, store: Store, rows=None, max_frames: int = 32, max_text_len: int = 36, text: str = 'title'):
-        if text not in ('title', 'asr', 'title+asr'): raise ValueError(f"text must be 'title', 'asr' or 'title+asr', got {text!r}")
+        if text not in TEXT_INPUTS: raise ValueError(f"text must be one of {TEXT_INPUTS}, got {text!r}")
         self.store, self.max_frames, self.max_text_len, self.text = store, max_frames, max_text_len, text
         self.rows = store.rows(rows) if rows is None or isinstance(rows, str) or (len(rows) and isinstance(rows[0], str)) \
                     else np.asarray(rows, np.int64)

@@ -48,6 +48,7 @@ SYNTH_PRESETS = {
     'tiny': dict(shards=2, videos_per_shard=60, pair_queries=30, test_queries=12, cat1=4, cat2_per_cat1=3,
                  n_chars=400, n_words=120, n_tags=300, tag_list_size=100),
     'demo': dict(),
+    'ablate': dict(shards=8, videos_per_shard=2000, pair_queries=500, test_queries=500),
     'full': dict(shards=20, videos_per_shard=50_000, pair_queries=9_700, test_queries=3_070, cat1=24,
                  cat2_per_cat1=10, n_chars=6000, n_words=5000, n_tags=100_000, tag_list_size=10_000, chunk=2000),
 }

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import io, json, math, os, random, shutil, time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 import torch
@@ -24,9 +24,18 @@ from .core import Config, atomic_write, save_json, load_json
 
 # %% auto #0
 __all__ = ['TrainConfig', 'EpochSampler', 'param_groups', 'build_optimizer', 'build_scheduler', 'save_weights', 'load_weights',
-           'read_metrics', 'plot_metrics', 'latest_checkpoint', 'train']
+           'read_metrics', 'plot_metrics', 'latest_checkpoint', 'setup_accelerator', 'TrainState', 'LogWindow',
+           'TrainRun', 'setup_run', 'save_checkpoint', 'resume_state', 'epoch_batches', 'one_batch', 'update_ema',
+           'keep_best', 'maybe_evaluate', 'log_step', 'finish', 'train']
 
 # %% ../nbs/06_train.ipynb #f8fc4ddf
+_SCHEDULES = {'cosine': 'cosine', 'linear': 'linear', 'constant': 'constant_with_warmup'}   # ours -> transformers'
+_PRECISIONS = ('auto', 'no', 'bf16', 'fp16')
+
+def _require(cfg, name: str, ok: bool, rule: str):
+    """Raise `ValueError('<name> must be <rule> (got <value>)')` unless `ok`."""
+    if not ok: raise ValueError(f'{name} must be {rule} (got {getattr(cfg, name)!r})')
+
 @dataclass
 class TrainConfig(Config):
     epochs: int = 1                  # passes over the data set (used when max_steps is 0)
@@ -47,12 +56,27 @@ class TrainConfig(Config):
     num_workers: int = 0             # DataLoader worker processes
     drop_last: bool = True           # drop each epoch's last incomplete batch
     find_unused_parameters: bool = False  # DDP: allow parameters that get no gradient (e.g. an unused head)
-    log_every: int = 50              # optimizer steps between lines of metrics.jsonl
+    log_every: int = 10              # optimizer steps between lines of metrics.jsonl
     eval_every: int = 0              # optimizer steps between evaluations; 0 = at epoch ends
     save_every: int = 0              # optimizer steps between checkpoints; 0 = at epoch ends
-    best_metric: str | None = None   # eval metric whose best value keeps `best/model.safetensors`
+    best_metric: str = ''            # eval metric whose best value keeps `best/model.safetensors`; '' = none
     greater_is_better: bool = True   # direction of best_metric
     plot: bool = True                # draw loss.png from the metrics log at the end
+
+    def __post_init__(self): self.validate()
+
+    def validate(self):
+        """Raise a ValueError naming the first setting out of its range (a subclass extends this)."""
+        for k in ('epochs', 'max_steps', 'weight_decay', 'max_grad_norm', 'num_workers', 'eval_every', 'save_every'):
+            _require(self, k, getattr(self, k) >= 0, '>= 0')
+        for k in ('batch_size', 'grad_accum', 'log_every'): _require(self, k, getattr(self, k) >= 1, '>= 1')
+        for k in ('lr_bert', 'lr_new'): _require(self, k, 0 <= getattr(self, k) < math.inf, '>= 0 and finite (0 freezes)')
+        if not (self.epochs or self.max_steps):
+            raise ValueError('epochs and max_steps must not both be 0 (got 0 and 0): nothing to train')
+        _require(self, 'warmup_ratio', 0 <= self.warmup_ratio < 1, 'in [0, 1)')
+        _require(self, 'ema_decay', 0 <= self.ema_decay < 1, 'in [0, 1), 0 = off')
+        _require(self, 'schedule', self.schedule in _SCHEDULES, f'one of {list(_SCHEDULES)}')
+        _require(self, 'mixed_precision', self.mixed_precision in _PRECISIONS, f'one of {list(_PRECISIONS)}')
 
     def precision(self) -> str:
         """The mixed precision mode this machine will use."""
@@ -86,8 +110,6 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     """AdamW over `param_groups(model, cfg)`; the fused kernel on CUDA."""
     fused = True if next(model.parameters()).is_cuda else None
     return torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr_new, weight_decay=cfg.weight_decay, fused=fused)
-
-_SCHEDULES = {'cosine': 'cosine', 'linear': 'linear', 'constant': 'constant_with_warmup'}
 
 def build_scheduler(optimizer, cfg: TrainConfig, total_steps: int):
     """Linear warmup over `warmup_ratio · total_steps`, then `cfg.schedule` (per optimizer step)."""
@@ -173,25 +195,6 @@ def _prune(ck: Path, keep: str | None):
     for p in ck.iterdir():
         if p.is_dir() and p.name != keep: shutil.rmtree(p, ignore_errors=True)
 
-def _save_checkpoint(acc: Accelerator, ck: Path, state: dict, ema):
-    """Save the full training state atomically into `ck/step-NNNNNN` and point `latest.json` at it."""
-    name = f"step-{state['step']:06d}"
-    tmp, final = ck/f'.tmp-{name}', ck/name
-    if acc.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
-    acc.wait_for_everyone()
-    acc.save_state(str(tmp))                      # every process writes its own RNG state
-    if acc.is_main_process:
-        if ema is not None: save_weights(ema, tmp/'ema.safetensors')
-        save_json(state, tmp/'trainer_state.json')
-    acc.wait_for_everyone()
-    if acc.is_main_process:
-        if final.exists(): shutil.rmtree(final)   # a leftover of a crash before latest.json moved
-        os.replace(tmp, final)
-        save_json({'step': state['step'], 'path': name}, ck/'latest.json')
-        _prune(ck, keep=name)
-    acc.wait_for_everyone()
-
 # %% ../nbs/06_train.ipynb #00aff375
 @contextmanager
 def _rng_kept():
@@ -216,30 +219,116 @@ def _truncate_metrics(run_dir: Path, step: int):
     with atomic_write(run_dir/'metrics.jsonl', 'w') as f:
         for r in recs: f.write(json.dumps(r) + '\n')
 
-# %% ../nbs/06_train.ipynb #2dc707c3
+def _due(step: int, every: int, end_epoch: bool) -> bool:
+    """Whether an every-`every`-steps event is due at `step` (at epoch ends when `every` is 0)."""
+    return step % every == 0 if every else end_epoch
+
+# %% ../nbs/06_train.ipynb #2c3e9a10
+def setup_accelerator(cfg: TrainConfig) -> Accelerator:
+    """A fresh `Accelerator` with this run's precision and accumulation (same process group); seeds every RNG."""
+    AcceleratorState._reset_state(); GradientState._reset_state()   # private, and why: see below
+    acc = Accelerator(mixed_precision=cfg.precision(), gradient_accumulation_steps=cfg.grad_accum,
+                      cpu=not torch.cuda.is_available(), step_scheduler_with_optimizer=False,
+                      kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=cfg.find_unused_parameters)])
+    _seed_all(cfg.seed, device_specific=True)   # each process its own dropout stream
+    return acc
+
+# %% ../nbs/06_train.ipynb #6b1d40f2
+@dataclass
+class TrainState(Config):
+    """Where a run stands: saved as each checkpoint's `trainer_state.json`, restored on resume."""
+    step: int = 0                  # optimizer steps done
+    epoch: int = 0                 # the current epoch
+    batch_in_epoch: int = 0        # micro-batches of it consumed, per process
+    best: float | None = None      # best value of `best_metric` so far
+    best_step: int | None = None   # the step that reached it
+    pending: dict | None = None    # the log window when saved: {'n': micro-batches, 'sums': {name: sum}}
+    batches_per_epoch: int = 0     # micro-batches per epoch, per process (a resume must match)
+    num_processes: int = 1         # processes (a resume must match)
+
+# %% ../nbs/06_train.ipynb #9a7c51e3
 def _reduce_sums(acc: Accelerator, sums: dict) -> dict:
     """Mean over processes of each summed log value, as floats."""
     if not sums: return {}
-    v = acc.reduce(torch.stack([sums[k].float() for k in sums]), reduction='mean')
+    v = acc.reduce(torch.stack([sums[k].float() for k in sums]), reduction='mean')   # (K,)
     return dict(zip(sums, v.tolist()))
 
-def train(model: nn.Module, dataset, cfg: TrainConfig, run_dir, collate_fn=None, eval_fn=None,
-          resume: bool = True, stop_after: int | None = None) -> dict:
-    """Train `model` on `dataset` (resuming from `run_dir` if it holds a checkpoint); returns a summary dict."""
-    t_start = time.perf_counter()
-    run_dir, cuda = Path(run_dir), torch.cuda.is_available()
-    ck = run_dir/'checkpoint'
-    AcceleratorState._reset_state(); GradientState._reset_state()   # this run's precision and accumulation; keeps the process group
-    acc = Accelerator(mixed_precision=cfg.precision(), gradient_accumulation_steps=cfg.grad_accum, cpu=not cuda,
-                      step_scheduler_with_optimizer=False,
-                      kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=cfg.find_unused_parameters)])
-    main = acc.is_main_process
-    _seed_all(cfg.seed, device_specific=True)   # each process its own dropout stream
-    if main:
+@dataclass
+class LogWindow:
+    """The model's scalar outputs summed over the micro-batches since the last metrics record."""
+    sums: dict = field(default_factory=dict)   # name -> summed 0-d tensor
+    n: int = 0                                 # micro-batches summed
+    samples: int = 0                           # samples in the window, all processes
+    samples_run: int = 0                       # samples since this call of `train` began, all processes
+    t0: float = field(default_factory=time.perf_counter)   # when the window opened
+
+    def add(self, out: dict, samples: int):
+        """Add one micro-batch: its outputs' 0-d tensors and its sample count."""
+        for k, v in out.items():
+            if torch.is_tensor(v) and v.ndim == 0: self.sums[k] = self.sums.get(k, 0) + v.detach().float()
+        self.n += 1; self.samples += samples; self.samples_run += samples
+
+    def close(self, acc: Accelerator) -> tuple[dict, float]:
+        """The means (over micro-batches and processes) and samples/s of the window; opens the next one."""
+        means = {k: v / self.n for k, v in _reduce_sums(acc, self.sums).items()}
+        now = time.perf_counter()
+        sps = round(self.samples / max(now - self.t0, 1e-9), 1)
+        self.sums, self.n, self.samples, self.t0 = {}, 0, 0, now
+        return means, sps
+
+    def pending(self, acc: Accelerator) -> dict:
+        """The window as a checkpoint keeps it: the micro-batch count and the sums, reduced over processes."""
+        return {'n': self.n, 'sums': _reduce_sums(acc, self.sums)}
+
+    @classmethod
+    def resumed(cls, pending: dict | None, device) -> LogWindow:
+        """A window going on from a checkpoint's `pending` (an empty one for None)."""
+        p = pending or {'n': 0, 'sums': {}}
+        return cls({k: torch.tensor(v, device=device) for k, v in p['sums'].items()}, p['n'])
+
+# %% ../nbs/06_train.ipynb #5c0e8d27
+@dataclass
+class TrainRun:
+    """What one call of `train` works with: the accelerator, the prepared model, optimizer, scheduler and loader."""
+    cfg: TrainConfig
+    run_dir: Path
+    acc: Accelerator
+    model: nn.Module                  # as prepared (DDP / autocast wrappers)
+    raw: nn.Module                    # the caller's module, unwrapped
+    fwd: object                       # the forward: `model`, or torch.compile(model)
+    opt: torch.optim.Optimizer        # prepared (steps are skipped while accumulating)
+    sched: object                     # prepared lr scheduler, one step per optimizer step
+    dl: DataLoader                    # prepared: process i takes batches i, i + n, ...
+    sampler: EpochSampler             # orders the samples by (seed, epoch)
+    gen: torch.Generator              # the loader's own generator, seeded by (seed, epoch)
+    total: int                        # optimizer steps in all
+    ema: AveragedModel | None = None  # EMA of the weights (ema_decay > 0)
+    eval_fn: object = None            # eval_fn(model) -> {name: value}
+    window: LogWindow = field(default_factory=LogWindow)   # outputs since the last metrics record
+    grad_norm: object = None          # gradient norm before clipping, at the last optimizer step
+    last_rec: dict = field(default_factory=dict)   # the last metrics record
+    last_eval: dict | None = None     # the last evaluation's metrics
+    last_saved: int | None = None     # step of the last checkpoint saved or loaded
+    resumed_from: int | None = None   # step of the checkpoint this call started from
+    t_start: float = field(default_factory=time.perf_counter)
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """What `eval_fn` and the best weights see: the EMA weights when EMA is on."""
+        return self.ema.module if self.ema is not None else self.raw
+
+    @property
+    def steps_per_epoch(self) -> int: return math.ceil(len(self.dl) / self.cfg.grad_accum)
+
+# %% ../nbs/06_train.ipynb #7e4f12b9
+def setup_run(model: nn.Module, dataset, cfg: TrainConfig, run_dir, collate_fn=None, eval_fn=None) -> TrainRun:
+    """The accelerator, loader, optimizer, scheduler and EMA of a run, prepared; writes `train_config.json`."""
+    t0, run_dir, cuda = time.perf_counter(), Path(run_dir), torch.cuda.is_available()
+    acc = setup_accelerator(cfg)
+    if acc.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         cfg.replace(mixed_precision=cfg.precision()).save(run_dir/'train_config.json')
     acc.wait_for_everyone()
-
     # data: the order depends on (seed, epoch) only; the loader's own generator keeps the global RNG untouched
     sampler, gen = EpochSampler(len(dataset), cfg.seed, cfg.shuffle), torch.Generator()
     dl = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate_fn, drop_last=cfg.drop_last,
@@ -247,122 +336,173 @@ def train(model: nn.Module, dataset, cfg: TrainConfig, run_dir, collate_fn=None,
     model.to(acc.device)
     opt = build_optimizer(model, cfg)
     model, opt, dl = acc.prepare(model, opt, dl)
-    n_batches = len(dl)                          # micro-batches per epoch, per process
-    if n_batches == 0: raise ValueError(f'{len(dataset)} samples make no batch of {cfg.batch_size} per process')
-    steps_per_epoch = math.ceil(n_batches / cfg.grad_accum)
-    total = cfg.max_steps or cfg.epochs * steps_per_epoch
+    if len(dl) == 0: raise ValueError(f'{len(dataset)} samples make no batch of {cfg.batch_size} per process')
+    total = cfg.max_steps or cfg.epochs * math.ceil(len(dl) / cfg.grad_accum)
     sched = acc.prepare_scheduler(build_scheduler(opt.optimizer, cfg, total))
     raw = acc.unwrap_model(model)
-    fwd = torch.compile(model) if cfg.compile else model
     ema = None
-    if cfg.ema_decay > 0:
-        ema = AveragedModel(raw, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=False)
-    eval_model = ema.module if ema is not None else raw
+    if cfg.ema_decay > 0: ema = AveragedModel(raw, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=False)
+    return TrainRun(cfg=cfg, run_dir=run_dir, acc=acc, model=model, raw=raw, fwd=torch.compile(model) if cfg.compile else model,
+                    opt=opt, sched=sched, dl=dl, sampler=sampler, gen=gen, total=total, ema=ema, eval_fn=eval_fn, t_start=t0)
 
-    st = {'step': 0, 'epoch': 0, 'batch_in_epoch': 0, 'best': None, 'best_step': None, 'pending': None,
-          'batches_per_epoch': n_batches, 'num_processes': acc.num_processes}
-    last = latest_checkpoint(run_dir) if resume else None
-    if last is not None:
-        saved = load_json(last/'trainer_state.json')
-        if (saved['batches_per_epoch'], saved['num_processes']) != (n_batches, acc.num_processes):
-            raise ValueError(f'{last}: saved with {saved["num_processes"]} processes × {saved["batches_per_epoch"]} '
-                             f'batches per epoch; now {acc.num_processes} × {n_batches}: cannot resume exactly')
-        acc.load_state(str(last))
-        if ema is not None: load_weights(ema, last/'ema.safetensors')
-        st.update(saved)
-    resumed_from = st['step'] if last is not None else None
-    if main:
-        _prune(ck, keep=last.name if last is not None else None)   # stray temporaries, stale checkpoints
-        if last is None: shutil.rmtree(run_dir/'best', ignore_errors=True)   # a fresh start forgets an old best
-        _truncate_metrics(run_dir, st['step'])
+# %% ../nbs/06_train.ipynb #8d2b6f01
+def save_checkpoint(r: TrainRun, st: TrainState):
+    """Save the full training state atomically into `checkpoint/step-NNNNNN` and point `latest.json` at it."""
+    st.pending = r.window.pending(r.acc)          # a resumed run goes on with these log sums
+    acc, ck, name = r.acc, r.run_dir/'checkpoint', f'step-{st.step:06d}'
+    tmp, final = ck/f'.tmp-{name}', ck/name
+    if acc.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
     acc.wait_for_everyone()
+    acc.save_state(str(tmp))                      # every process writes its own RNG state
+    if acc.is_main_process:
+        if r.ema is not None: save_weights(r.ema, tmp/'ema.safetensors')
+        st.save(tmp/'trainer_state.json')
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        if final.exists(): shutil.rmtree(final)   # a leftover of a crash before latest.json moved
+        os.replace(tmp, final)
+        save_json({'step': st.step, 'path': name}, ck/'latest.json')
+        _prune(ck, keep=name)
+    acc.wait_for_everyone()
+    r.last_saved = st.step
 
-    pend = st['pending'] or {'n': 0, 'sums': {}}
-    sums = {k: torch.tensor(v, device=acc.device) for k, v in pend['sums'].items()}
-    n_micro, grad_norm, metrics_path = pend['n'], None, run_dir/'metrics.jsonl'
-    t_log, samples, samples_run, last_rec, last_saved, last_eval = time.perf_counter(), 0, 0, {}, resumed_from, None
-    step, stopped = st['step'], False
-    bar = tqdm(total=total, initial=step, disable=not main, desc='train', dynamic_ncols=True)
-    model.train()
-    while step < total and not stopped:
-        epoch = st['epoch']
-        sampler.set_epoch(epoch); gen.manual_seed(int(np.random.SeedSequence([cfg.seed, epoch]).generate_state(1)[0]))
-        loader = acc.skip_first_batches(dl, st['batch_in_epoch']) if st['batch_in_epoch'] else dl
-        loader.set_epoch(epoch)
-        for batch in loader:
-            with acc.accumulate(model):
-                out = fwd(batch)
-                acc.backward(out['loss'])
-                if acc.sync_gradients:
-                    if cfg.max_grad_norm > 0: grad_norm = acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                    opt.step()
-                    if not acc.optimizer_step_was_skipped: sched.step()
-                    opt.zero_grad(set_to_none=True)
-            for k, v in out.items():
-                if torch.is_tensor(v) and v.ndim == 0: sums[k] = sums.get(k, 0) + v.detach().float()
-            n_micro += 1; st['batch_in_epoch'] += 1
-            nb = _batch_len(batch) * acc.num_processes; samples += nb; samples_run += nb
-            if not acc.sync_gradients: continue
+# %% ../nbs/06_train.ipynb #3f9a0c64
+def resume_state(r: TrainRun, resume: bool = True) -> TrainState:
+    """Load the latest checkpoint into the run (or start afresh), tidy `run_dir`; returns the state to go on from."""
+    st = TrainState(batches_per_epoch=len(r.dl), num_processes=r.acc.num_processes)
+    last = latest_checkpoint(r.run_dir) if resume else None
+    if last is not None:
+        saved = TrainState.load(last/'trainer_state.json')
+        if (saved.batches_per_epoch, saved.num_processes) != (st.batches_per_epoch, st.num_processes):
+            raise ValueError(f'{last}: saved with {saved.num_processes} processes × {saved.batches_per_epoch} '
+                             f'batches per epoch; now {st.num_processes} × {st.batches_per_epoch}: cannot resume exactly')
+        r.acc.load_state(str(last))               # weights, optimizer, scheduler, every process's RNG states
+        if r.ema is not None: load_weights(r.ema, last/'ema.safetensors')
+        st, r.resumed_from, r.last_saved = saved, saved.step, saved.step
+    r.window = LogWindow.resumed(st.pending, r.acc.device)
+    if r.acc.is_main_process:
+        _prune(r.run_dir/'checkpoint', keep=last.name if last is not None else None)   # stray temporaries, stale checkpoints
+        if last is None:                          # a fresh start forgets an old best and an old pointer
+            shutil.rmtree(r.run_dir/'best', ignore_errors=True); (r.run_dir/'checkpoint'/'latest.json').unlink(missing_ok=True)
+        _truncate_metrics(r.run_dir, st.step)
+    r.acc.wait_for_everyone()
+    return st
 
-            step += 1; st['step'] = step; bar.update(1)
-            if ema is not None:
-                ema.update_parameters(raw)
-                for b, b0 in zip(ema.module.buffers(), raw.buffers()): b.copy_(b0)
-            end_epoch = st['batch_in_epoch'] >= n_batches
-            final, stopped = step >= total, stop_after is not None and step >= stop_after
-            metrics = None
-            if eval_fn is not None and (final or (step % cfg.eval_every == 0 if cfg.eval_every else end_epoch)):
-                was = eval_model.training; eval_model.eval()
-                with _rng_kept(), torch.no_grad(): metrics = {k: float(v) for k, v in eval_fn(eval_model).items()}
-                eval_model.train(was); raw.train()
-                metrics = broadcast_object_list([metrics])[0]   # one truth: the main process's
-                last_eval = metrics
-                if cfg.best_metric:
-                    v = metrics[cfg.best_metric]
-                    if st['best'] is None or (v > st['best'] if cfg.greater_is_better else v < st['best']):
-                        st['best'], st['best_step'] = v, step
-                        if main:
-                            save_weights(eval_model, run_dir/'best'/'model.safetensors')
-                            save_json({'step': step, 'metric': cfg.best_metric, 'value': v, 'metrics': metrics},
-                                      run_dir/'best'/'best.json')
-            if step % cfg.log_every == 0 or final or metrics is not None:
-                rec = {'step': step, 'epoch': round(epoch + st['batch_in_epoch'] / n_batches, 4)}
-                lrs = sched.get_last_lr()
-                rec['lr'] = lrs[0]
-                if len(lrs) > 1:
-                    rec.update({f"lr_{g.get('name', i)}": lr for i, (g, lr) in enumerate(zip(opt.param_groups, lrs))})
-                rec.update({k: v / n_micro for k, v in _reduce_sums(acc, sums).items()})
-                if grad_norm is not None: rec['grad_norm'] = float(grad_norm)
-                now = time.perf_counter()
-                rec['samples_per_s'] = round(samples / max(now - t_log, 1e-9), 1)
-                rec.update({f'eval_{k}': v for k, v in (metrics or {}).items()})
-                sums, n_micro, samples, t_log, last_rec = {}, 0, 0, now, rec
-                if main:
-                    with open(metrics_path, 'a') as f: f.write(json.dumps(rec) + '\n')
-                    bar.set_postfix(loss=f"{rec.get('loss', float('nan')):.4g}", sps=rec['samples_per_s'])
-            if end_epoch: st['epoch'], st['batch_in_epoch'] = epoch + 1, 0
-            if final or stopped or (step % cfg.save_every == 0 if cfg.save_every else end_epoch):
-                st['pending'] = {'n': n_micro, 'sums': _reduce_sums(acc, sums)}
-                _save_checkpoint(acc, ck, st, ema)
-                last_saved = step
+# %% ../nbs/06_train.ipynb #0b5e7d3c
+def epoch_batches(r: TrainRun, st: TrainState):
+    """The loader of epoch `st.epoch`, ordered by (seed, epoch), past the `st.batch_in_epoch` micro-batches done."""
+    r.sampler.set_epoch(st.epoch)
+    r.gen.manual_seed(int(np.random.SeedSequence([r.cfg.seed, st.epoch]).generate_state(1)[0]))
+    loader = r.acc.skip_first_batches(r.dl, st.batch_in_epoch) if st.batch_in_epoch else r.dl
+    loader.set_epoch(st.epoch)
+    return loader
+
+# %% ../nbs/06_train.ipynb #1c6f3a85
+def one_batch(r: TrainRun, batch) -> dict:
+    """Forward and backward one micro-batch; when the accumulation is complete also clip, step and zero the grads."""
+    with r.acc.accumulate(r.model):
+        out = r.fwd(batch)
+        r.acc.backward(out['loss'])
+        if r.acc.sync_gradients:
+            if r.cfg.max_grad_norm > 0: r.grad_norm = r.acc.clip_grad_norm_(r.model.parameters(), r.cfg.max_grad_norm)
+            r.opt.step()
+            if not r.acc.optimizer_step_was_skipped: r.sched.step()
+            r.opt.zero_grad(set_to_none=True)
+    return out
+
+def update_ema(r: TrainRun):
+    """Fold the weights into the EMA after an optimizer step; buffers (e.g. BatchNorm statistics) are copied."""
+    if r.ema is None: return
+    r.ema.update_parameters(r.raw)
+    for b, b0 in zip(r.ema.module.buffers(), r.raw.buffers()): b.copy_(b0)
+
+# %% ../nbs/06_train.ipynb #4e8b2d17
+def keep_best(r: TrainRun, st: TrainState, metrics: dict) -> bool:
+    """If `metrics[best_metric]` beats the state's best, record it and save the evaluated weights in `best/`."""
+    v, cfg = metrics[r.cfg.best_metric], r.cfg
+    if st.best is not None and not (v > st.best if cfg.greater_is_better else v < st.best): return False
+    st.best, st.best_step = v, st.step
+    if r.acc.is_main_process:
+        save_weights(r.eval_model, r.run_dir/'best'/'model.safetensors')
+        save_json({'step': st.step, 'metric': cfg.best_metric, 'value': v, 'metrics': metrics}, r.run_dir/'best'/'best.json')
+    return True
+
+def maybe_evaluate(r: TrainRun, st: TrainState, due: bool) -> dict | None:
+    """When due, the metrics of `eval_fn` (eval mode, no grad, RNG kept; the main process's); keeps the best."""
+    if r.eval_fn is None or not due: return None
+    m = r.eval_model
+    was = m.training; m.eval()
+    with _rng_kept(), torch.no_grad(): metrics = {k: float(v) for k, v in r.eval_fn(m).items()}
+    m.train(was); r.raw.train()
+    metrics = broadcast_object_list([metrics])[0]   # one truth: the main process's
+    r.last_eval = metrics
+    if r.cfg.best_metric: keep_best(r, st, metrics)
+    return metrics
+
+# %% ../nbs/06_train.ipynb #6a2c9e50
+def log_step(r: TrainRun, st: TrainState, metrics: dict | None = None, bar=None) -> dict:
+    """Append one record to `metrics.jsonl` (on the main process) and return it; opens the next log window."""
+    rec = {'step': st.step, 'epoch': round(st.epoch + st.batch_in_epoch / len(r.dl), 4)}
+    lrs = r.sched.get_last_lr()
+    rec['lr'] = lrs[0]
+    if len(lrs) > 1:
+        rec.update({f"lr_{g.get('name', i)}": lr for i, (g, lr) in enumerate(zip(r.opt.param_groups, lrs))})
+    means, sps = r.window.close(r.acc)            # every process: the means are a collective
+    rec.update(means)
+    if r.grad_norm is not None: rec['grad_norm'] = float(r.grad_norm)
+    rec['samples_per_s'] = sps
+    rec.update({f'eval_{k}': v for k, v in (metrics or {}).items()})
+    r.last_rec = rec
+    if r.acc.is_main_process:
+        with open(r.run_dir/'metrics.jsonl', 'a') as f: f.write(json.dumps(rec) + '\n')
+        if bar is not None: bar.set_postfix(loss=f"{rec.get('loss', float('nan')):.4g}", sps=rec['samples_per_s'])
+    return rec
+
+# %% ../nbs/06_train.ipynb #5d7f1b3e
+def finish(r: TrainRun, st: TrainState, stopped: bool) -> dict:
+    """End a call: the last checkpoint, final weights, plot and `train_summary.json`; returns the summary."""
+    if r.last_saved != st.step: save_checkpoint(r, st)   # defensive: the loop saves at its last step
+    main = r.acc.is_main_process
+    if main and not stopped:
+        save_weights(r.raw, r.run_dir/'model.safetensors')
+        if r.ema is not None: save_weights(r.ema.module, r.run_dir/'model_ema.safetensors')
+    if main and r.cfg.plot: plot_metrics(r.run_dir)
+    elapsed = time.perf_counter() - r.t_start
+    summary = {'steps': st.step, 'total_steps': r.total, 'epochs': round(st.step / r.steps_per_epoch, 4),
+               'loss': r.last_rec.get('loss'), 'best_metric': r.cfg.best_metric or None, 'best': st.best,
+               'best_step': st.best_step, 'eval': r.last_eval, 'samples_per_s': round(r.window.samples_run / elapsed, 1),
+               'run_time_s': round(elapsed, 2), 'stopped': stopped, 'resumed_from': r.resumed_from}
+    if main: save_json(summary, r.run_dir/'train_summary.json')
+    r.acc.unwrap_model(r.model, keep_fp32_wrapper=False)   # the caller's model leaves without the autocast wrapper
+    r.acc.wait_for_everyone()
+    r.acc.free_memory()
+    return summary
+
+# %% ../nbs/06_train.ipynb #2dc707c3
+def train(model: nn.Module, dataset, cfg: TrainConfig, run_dir, collate_fn=None, eval_fn=None,
+          resume: bool = True, stop_after: int | None = None) -> dict:
+    """Train `model` on `dataset` (resuming from `run_dir` if it holds a checkpoint); returns a summary dict."""
+    if cfg.best_metric and eval_fn is None:
+        raise ValueError(f"best_metric={cfg.best_metric!r} needs an eval_fn to compute it (or best_metric='')")
+    r = setup_run(model, dataset, cfg, run_dir, collate_fn, eval_fn)
+    st = resume_state(r, resume)
+    bar = tqdm(total=r.total, initial=st.step, disable=not r.acc.is_main_process, desc='train', dynamic_ncols=True)
+    r.model.train(); stopped = False
+    while st.step < r.total and not stopped:
+        for batch in epoch_batches(r, st):
+            out = one_batch(r, batch)
+            r.window.add(out, _batch_len(batch) * r.acc.num_processes); st.batch_in_epoch += 1
+            if not r.acc.sync_gradients: continue
+            st.step += 1; bar.update(1); update_ema(r)
+            end_epoch, final = st.batch_in_epoch >= len(r.dl), st.step >= r.total
+            stopped = stop_after is not None and st.step >= stop_after
+            metrics = maybe_evaluate(r, st, due=final or _due(st.step, cfg.eval_every, end_epoch))
+            if metrics is not None or final or st.step % cfg.log_every == 0: log_step(r, st, metrics, bar)
+            if end_epoch: st.epoch, st.batch_in_epoch = st.epoch + 1, 0
+            if final or stopped or _due(st.step, cfg.save_every, end_epoch): save_checkpoint(r, st)
             if final or stopped: break
         else:                                     # a pass ended (defensive: end_epoch handles the normal case)
-            if st['batch_in_epoch']: st['epoch'], st['batch_in_epoch'] = st['epoch'] + 1, 0
+            if st.batch_in_epoch: st.epoch, st.batch_in_epoch = st.epoch + 1, 0
     bar.close()
-    if last_saved != step:                        # e.g. resumed from a finished run with a larger max_steps
-        _save_checkpoint(acc, ck, st, ema)
-
-    if main and not stopped:
-        save_weights(raw, run_dir/'model.safetensors')
-        if ema is not None: save_weights(ema.module, run_dir/'model_ema.safetensors')
-    if main and cfg.plot: plot_metrics(run_dir)
-    elapsed = time.perf_counter() - t_start
-    summary = {'steps': step, 'total_steps': total, 'epochs': round(step / steps_per_epoch, 4),
-               'loss': last_rec.get('loss'), 'best_metric': cfg.best_metric, 'best': st['best'],
-               'best_step': st['best_step'], 'eval': last_eval, 'samples_per_s': round(samples_run / elapsed, 1),
-               'run_time_s': round(elapsed, 2), 'stopped': stopped, 'resumed_from': resumed_from}
-    if main: save_json(summary, run_dir/'train_summary.json')
-    acc.unwrap_model(model, keep_fp32_wrapper=False)   # the caller's model leaves without the autocast wrapper
-    acc.wait_for_everyone()
-    acc.free_memory()
-    return summary
+    return finish(r, st, stopped)
