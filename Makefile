@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEMO_DATA ?= data/demo
 DEMO_STORE ?= data/demo_store
 
-.PHONY: venv demo test check nbtest pytest lab export clean bench
+.PHONY: venv demo test check lint nbtest pytest lab export clean bench ablations
 
 # Create the virtual environment from the pinned requirements when it is missing or stale.
 $(STAMP): requirements.txt setup.py settings.ini
@@ -32,19 +32,27 @@ check: $(STAMP)
 	diff -r nbs $$tmp/nbs >/dev/null || { echo "notebooks carry outputs or metadata: run 'make export'"; diff -r nbs $$tmp/nbs | head -20; rm -rf $$tmp; exit 1; }; \
 	rm -rf $$tmp; echo "notebooks and library in sync and clean"
 
+# The linter on the exported library, the scripts and the tests (rules in pyproject.toml).
+lint: $(STAMP)
+	$(BIN)/ruff check mmvsim scripts tests
+
 nbtest: $(STAMP)
 	$(BIN)/nbdev_test --n_workers 2 --timing
 
 pytest: $(STAMP)
 	$(BIN)/pytest -q tests
 
-test: check nbtest pytest
+test: check lint nbtest pytest
 
 export: $(STAMP)
 	$(BIN)/nbdev_clean && $(BIN)/nbdev_export
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir nbs
+
+# The CPU ablation grid (about 75 minutes on 2 cores; not part of `make test`); rerun to finish what is missing.
+ablations: $(STAMP)
+	$(BIN)/mmvsim ablate nbs/experiments/grids/cpu.yaml
 
 bench: $(STAMP)
 	$(PY) scripts/bench_store.py

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import dataclasses, json, os, random, tempfile
 from contextlib import contextmanager
-from dataclasses import dataclass, asdict, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 import numpy as np
 
@@ -47,7 +47,8 @@ def atomic_write(path, mode='wb'):
     try:
         with os.fdopen(fd, mode) as f:
             yield f
-            f.flush(); os.fsync(f.fileno())
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp): os.unlink(tmp)
@@ -99,7 +100,8 @@ def claim_run(run_dir, cfg: Config, name='config.json'):
         old, new = load_json(p), cfg.to_dict()
         diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         if diff:
-            raise ValueError(f'{run_dir} holds a run with other settings ({", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff)}); '
+            raise ValueError(f'{run_dir} holds a run with other settings '
+                             f'({", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff)}); '
                              'resume it with its own settings, or give another run directory')
     else: cfg.save(p)
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_records.ipynb #1582cfe4
 from __future__ import annotations
-import os, struct
+import struct
 from pathlib import Path
 from typing import Iterable, Iterator
 import crc32c
@@ -58,13 +58,15 @@ def decode_video(buf: bytes, path='<bytes>', index=None) -> dict:
         return vals[0]
     def text(key):
         try: return one_bytes(key, required=key == 'title').decode('utf-8')
-        except UnicodeDecodeError as e: raise DataError(path, f'feature {key!r} is not valid utf-8 ({e})', where) from None
+        except UnicodeDecodeError as e:
+            raise DataError(path, f'feature {key!r} is not valid utf-8 ({e})', where) from None
     vid = text('id') if 'id' in feats else None
     if not vid: raise DataError(path, "feature 'id' is missing or empty", where)
     raw = feats['frame_feature'].bytes_list.value if 'frame_feature' in feats else []
     for j, f in enumerate(raw):
         if len(f) != FRAME_BYTES:
-            raise DataError(path, f'video {vid}: frame {j} has {len(f)} bytes, expected {FRAME_BYTES} (1536 float16)', where)
+            raise DataError(path, f'video {vid}: frame {j} has {len(f)} bytes, '
+                                  f'expected {FRAME_BYTES} (1536 float16)', where)
     frames = np.frombuffer(b''.join(raw), np.float16).reshape(-1, FRAME_DIM)
     tags = np.asarray(feats['tag_id'].int64_list.value, np.int64) if 'tag_id' in feats else None
     cat = feats['category_id'].int64_list.value if 'category_id' in feats else [-1]
@@ -81,7 +83,8 @@ def write_records(path, videos: Iterable[dict]) -> int:
     n = 0
     with atomic_write(path, 'wb') as f:
         for v in videos:
-            f.write(_frame(encode_video(v))); n += 1
+            f.write(_frame(encode_video(v)))
+            n += 1
     return n
 
 def _masked_crc(data) -> int:
@@ -103,8 +106,10 @@ def iter_raw_records(path, verify=True) -> Iterator[tuple[int, bytes]]:
             if verify and _masked_crc(head[:8]) != crc:
                 raise DataError(path, 'corrupted: length CRC mismatch (not a TFRecord file, or damaged)', where)
             if off + 16 + n > size:
-                raise DataError(path, f'truncated: record of {n} bytes runs past the end of the file ({size} bytes)', where)
-            data = f.read(n); (dcrc,) = struct.unpack('<I', f.read(4))
+                raise DataError(path, f'truncated: record of {n} bytes runs past the end of the file '
+                                      f'({size} bytes)', where)
+            data = f.read(n)
+            (dcrc,) = struct.unpack('<I', f.read(4))
             if verify and _masked_crc(data) != dcrc: raise DataError(path, 'corrupted: data CRC mismatch', where)
             yield off, data
             i, off = i + 1, off + 16 + n
@@ -126,7 +131,9 @@ def read_labels(path, known_ids=None) -> pd.DataFrame:
             line = line.rstrip('\r\n')
             if not line.strip(): continue
             cols = line.split('\t')
-            if len(cols) != 3: raise DataError(path, f'expected 3 tab-separated columns (id1, id2, similarity), got {len(cols)}', f'line {ln}')
+            if len(cols) != 3:
+                raise DataError(path, f'expected 3 tab-separated columns (id1, id2, similarity), got {len(cols)}',
+                                f'line {ln}')
             a, b, s = (c.strip() for c in cols)
             if not a or not b: raise DataError(path, 'empty id', f'line {ln}')
             try: s = float(s)
@@ -142,7 +149,8 @@ def read_labels(path, known_ids=None) -> pd.DataFrame:
 def write_labels(path, labels: pd.DataFrame):
     """Write `id1, id2, similarity` rows as a headerless `label.tsv` atomically."""
     with atomic_write(path, 'w') as f:
-        for a, b, s in labels[['id1', 'id2', 'similarity']].itertuples(index=False): f.write(f'{a}\t{b}\t{float(s):.6g}\n')
+        for a, b, s in labels[['id1', 'id2', 'similarity']].itertuples(index=False):
+            f.write(f'{a}\t{b}\t{float(s):.6g}\n')
 
 # %% ../nbs/01_records.ipynb #949cc6b4
 def read_tag_list(path) -> list[int]:
@@ -155,7 +163,8 @@ def read_tag_list(path) -> list[int]:
             try: t = int(s)
             except ValueError: raise DataError(path, f'{s!r} is not an integer tag id', f'line {ln}') from None
             if t in seen: raise DataError(path, f'tag {t} listed twice', f'line {ln}')
-            seen.add(t); tags.append(t)
+            seen.add(t)
+            tags.append(t)
     if not tags: raise DataError(path, 'no tags')
     return tags
 

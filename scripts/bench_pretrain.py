@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mmvsim.synth import generate
 from mmvsim.store import open_store, load_tokenizer, VideoDataset, collate_videos
-from mmvsim.model import VideoBert, model_config, flops_per_sample, count_parameters
+from mmvsim.model import VideoBert, model_config, flops_per_sample
 from mmvsim.tasks import PretrainModel
 from mmvsim.train import TrainConfig, build_optimizer, EpochSampler
 
@@ -56,7 +56,8 @@ def run_mode(mode, ds, store, args, device):
         opt = torch.optim.AdamW(pm.param_groups(tc.lr_bert, tc.lr_new, tc.weight_decay), lr=tc.lr_new)
     else:
         opt = build_optimizer(pm, tc)
-    fwd = torch.compile(pm, mode='reduce-overhead' if mode == 'modern-ro' else None) if mode.startswith('modern') else pm
+    compile_mode = 'reduce-overhead' if mode == 'modern-ro' else None
+    fwd = torch.compile(pm, mode=compile_mode) if mode.startswith('modern') else pm
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=mode != 'fp32' and device.type == 'cuda')
     dl = loader(ds, args.batch, args.workers, args.num_tags)
     sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
@@ -66,22 +67,26 @@ def run_mode(mode, ds, store, args, device):
         with amp: out = fwd(batch)
         out['loss'].backward()
         torch.nn.utils.clip_grad_norm_(pm.parameters(), 1.0)
-        opt.step(); opt.zero_grad(set_to_none=True)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
         return out
 
-    it, done, t_compile = iter(dl), 0, time.perf_counter()
+    it, t_compile = iter(dl), time.perf_counter()
     fixed = {k: v.to(device) for k, v in next(it).items()} if mode == 'eager-nodata' else None
     def next_batch():
         nonlocal it
         if fixed is not None: return fixed
         try: return next(it)
         except StopIteration:
-            it = iter(dl); return next(it)
+            it = iter(dl)
+            return next(it)
     for _ in range(args.warmup): out = step(next_batch())
-    sync(); warm_s = time.perf_counter() - t_compile
+    sync()
+    warm_s = time.perf_counter() - t_compile
     t0 = time.perf_counter()
     for _ in range(args.steps): out = step(next_batch())
-    sync(); dt = time.perf_counter() - t0
+    sync()
+    dt = time.perf_counter() - t0
     if args.profile and mode == 'eager' and device.type == 'cuda':
         from torch.profiler import profile, ProfilerActivity
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
@@ -90,7 +95,8 @@ def run_mode(mode, ds, store, args, device):
         ev = prof.key_averages()
         print(ev.table(sort_by='cuda_time_total', row_limit=25), flush=True)
         kernels = sum(getattr(e, 'self_device_time_total', 0) for e in ev)
-        print(f'profile: GPU kernel time {kernels / 5 / 1000:.1f} ms per step (wall {1000 * dt / args.steps:.1f} ms)', flush=True)
+        print(f'profile: GPU kernel time {kernels / 5 / 1000:.1f} ms per step '
+              f'(wall {1000 * dt / args.steps:.1f} ms)', flush=True)
     sps = args.steps * args.batch / dt
     fl = flops_per_sample(cfg, args.frames + args.text)
     res = dict(mode=mode, samples_per_s=round(sps, 1), step_ms=round(1000 * dt / args.steps, 1),
@@ -98,18 +104,22 @@ def run_mode(mode, ds, store, args, device):
                loss={k: round(float(v.detach()), 3) for k, v in out.items()},
                max_mem_gb=round(torch.cuda.max_memory_allocated() / 2**30, 1) if device.type == 'cuda' else None)
     if device.type == 'cuda': res['pct_of_peak'] = round(100 * sps * fl / PEAK_BF16, 1)
-    del pm, opt, fwd, dl
-    if device.type == 'cuda': torch.cuda.empty_cache(); torch.cuda.reset_peak_memory_stats()
+    pm = opt = fwd = dl = None   # free them before the next mode: rebound, not deleted, as step and next_batch use them
+    if device.type == 'cuda':
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
     return res
 
 
 def data_rate(ds, args):
     """Videos/s the DataLoader alone delivers (the ceiling the input pipeline puts on training)."""
     dl = loader(ds, args.batch, args.workers, args.num_tags, seed=1)
-    it = iter(dl); next(it)
+    it = iter(dl)
+    next(it)
     t0, n = time.perf_counter(), 0
     for _ in range(min(30, len(dl) - 1)):
-        b = next(it); n += len(b['index'])
+        b = next(it)
+        n += len(b['index'])
     return round(n / (time.perf_counter() - t0), 1)
 
 
@@ -135,7 +145,9 @@ def main():
         args.size, args.batch, args.steps, args.warmup, args.workers, args.videos = 'tiny', 8, 3, 1, 1, 200
         args.vocab, args.num_tags = 0, 100
     device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    if device.type == 'cuda': torch.backends.cuda.matmul.allow_tf32 = True; torch.backends.cudnn.allow_tf32 = True
+    if device.type == 'cuda':
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     tmp = Path(tempfile.mkdtemp())
     data = Path(args.data) if args.data else tmp/'data'
     t0 = time.perf_counter()

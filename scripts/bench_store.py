@@ -10,7 +10,7 @@ classes and feature extraction, the trap-proof frame decode, and tokenising the 
     python scripts/bench_store.py --data DIR [--store DIR] [--tokenizer DIR]
 """
 from __future__ import annotations
-import argparse, os, tempfile, time
+import argparse, tempfile, time
 from pathlib import Path
 import numpy as np
 import torch
@@ -20,8 +20,7 @@ from tfrecord.reader import extract_feature_dict
 from tfrecord.tools.tfrecord2idx import create_index
 from mmvsim.core import FRAME_DIM
 from mmvsim.records import competition_files
-from mmvsim.store import (SPLITS, Store, VideoDataset, collate_videos, load_tokenizer, open_store, pad_frames,
-                          text_ids)
+from mmvsim.store import Store, VideoDataset, collate_videos, load_tokenizer, open_store, pad_frames, text_ids
 
 TYPENAMES = {'byte': 'bytes_list', 'float': 'float_list', 'int': 'int64_list'}
 
@@ -55,7 +54,8 @@ class TFRecordVideos(Dataset):
         ids, text_mask = text_ids(title, (), self.max_text_len, self.tok.cls_token_id, self.tok.sep_token_id,
                                   self.tok.pad_token_id)
         tags = feats.get('tag_id')
-        tag_index = np.array([self.tag_index[t] for t in tags.tolist() if t in self.tag_index] if tags is not None else [], np.int32)
+        tag_index = np.array([self.tag_index[t] for t in tags.tolist() if t in self.tag_index]
+                             if tags is not None else [], np.int32)
         return dict(frames=frames, frame_mask=frame_mask, input_ids=ids, text_mask=text_mask, tag_index=tag_index,
                     num_tags=len(self.tag_index), has_tags=tags is not None, index=int(self.rows[i]))
 
@@ -71,14 +71,16 @@ def record_entries(store: Store, data_dir, index_dir) -> list:
         idx = Path(index_dir)/(inp['file'].replace('/', '__') + '.tfindex')
         if not idx.exists(): create_index(path, str(idx))
         for off, n in np.loadtxt(idx, dtype=np.int64, ndmin=2): entries.append((path, int(off), int(n)))
-    if len(entries) != len(store): raise SystemExit(f'{len(entries)} records indexed, the store has {len(store)} videos')
+    if len(entries) != len(store):
+        raise SystemExit(f'{len(entries)} records indexed, the store has {len(store)} videos')
     return entries
 
 
 def timed_pass(ds, batch_size, workers):
     """Seconds for a full pass (including worker start) and for all batches after the first."""
     dl = DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate_videos)
-    t0 = time.perf_counter(); n, first = 0, None
+    t0 = time.perf_counter()
+    n, first = 0, None
     for b in dl:
         n += len(b['index'])
         if first is None: first, n_first = time.perf_counter(), n
@@ -94,7 +96,8 @@ def main():
     ap.add_argument('--tokenizer', help='tokenizer folder or vocab.txt (default: the data directory vocab.txt)')
     ap.add_argument('--n', type=int, default=8192, help='random videos read by each side')
     ap.add_argument('--batch', type=int, default=128)
-    ap.add_argument('--workers', default='1,0', help='DataLoader worker counts to measure, comma separated (0: in-process)')
+    ap.add_argument('--workers', default='1,0',
+                    help='DataLoader worker counts to measure, comma separated (0: in-process)')
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--tiny', action='store_true', help='quick check: tiny preset, 512 videos')
     a = ap.parse_args()
@@ -105,7 +108,8 @@ def main():
         data = Path(a.data) if a.data else tmp/'data'
         if not a.data:
             from mmvsim.synth import generate
-            t = time.perf_counter(); generate(data, a.preset, seed=a.seed, progress=False)
+            t = time.perf_counter()
+            generate(data, a.preset, seed=a.seed, progress=False)
             print(f'generated synthetic preset {a.preset!r} in {time.perf_counter() - t:.1f} s')
         competition_files(data)
         tok = load_tokenizer(a.tokenizer or data)

@@ -66,19 +66,23 @@ def frames(rng, n, zero_tail=0):
 def kit_write(d):
     from mmvsim.records import make_video, write_records
     rng = np.random.default_rng(0)
-    f2 = frames(rng, 7, zero_tail=100); f2[3] = 0                               # zero tails and one all-zero frame
-    f3 = frames(rng, 32); f3[5] = special_frame()
+    f2 = frames(rng, 7, zero_tail=100)                                          # zero tails and one all-zero frame
+    f2[3] = 0
+    f3 = frames(rng, 32)
+    f3[5] = special_frame()
     train = [
-        make_video('2345001', '春节回家的路上，大雪纷飞', '', frames(rng, 1), [12, 57], 3),          # 1 frame, empty asr
+        make_video('2345001', '春节回家的路上，大雪纷飞', '', frames(rng, 1), [12, 57], 3),         # 1 frame, empty asr
         make_video('2345002', '猫咪第一次见到雪 😺 cute', '今天我们带猫咪去看雪', f2, [9999], 0),
-        make_video('2345003', '【美食】红烧肉的做法', '先把五花肉切块，冷水下锅焯水' * 20, f3, list(range(100, 120)), 199),
+        make_video('2345003', '【美食】红烧肉的做法', '先把五花肉切块，冷水下锅焯水' * 20, f3,
+                   list(range(100, 120)), 199),
         make_video('2345004', '', '只有语音没有标题', frames(rng, 16, zero_tail=1), [], 7),         # no title, no tags
         make_video('2345005', 'English title', 'asr', frames(rng, 2), [2**40, 1], 12),
     ]
     test = [make_video('9870001', '测试视频：没有标签', '', frames(rng, 1)),
             make_video('9870002', '测试视频二', '语音文字', frames(rng, 5, zero_tail=3))]
     n_train, n_test = write_records(d/'train.tfrecords', train), write_records(d/'test.tfrecords', test)
-    report('mmvsim wrote train.tfrecords and test.tfrecords', (n_train, n_test) == (5, 2), f'{n_train} + {n_test} records')
+    report('mmvsim wrote train.tfrecords and test.tfrecords', (n_train, n_test) == (5, 2),
+           f'{n_train} + {n_test} records')
     exp, arrs = {}, {}
     for name, vids in (('train', train), ('test', test)):
         exp[name] = [dict(id=v['id'], title=v['title'], asr_text=v['asr_text'], n_frames=len(v['frames']),
@@ -110,7 +114,8 @@ def tf_check(d):
         path, with_labels = d/f'{name}.tfrecords', name == 'train'
         try: recs = read_all(tf, path)
         except Exception as e:
-            report(f'TFRecordDataset reads {path.name} (CRCs checked)', False, f'{type(e).__name__}: {e}'); continue
+            report(f'TFRecordDataset reads {path.name} (CRCs checked)', False, f'{type(e).__name__}: {e}')
+            continue
         report(f'TFRecordDataset reads {path.name} (CRCs checked)', len(recs) == len(exp[name]), f'{len(recs)} records')
         spec = official_spec(tf, with_labels)
         for i, (rec, e) in enumerate(zip(recs, exp[name])):
@@ -119,7 +124,8 @@ def tf_check(d):
                 p = tf.io.parse_single_example(rec, spec)
                 fr = tf.io.decode_raw(p['frame_feature'].values, tf.float16).numpy()   # (n, 1536)
             except Exception as err:
-                report(f'parse_single_example {label}', False, f'{type(err).__name__}: {err}'); continue
+                report(f'parse_single_example {label}', False, f'{type(err).__name__}: {err}')
+                continue
             bad = []
             if p['id'].numpy().decode() != e['id']: bad.append('id')
             if p['title'].numpy().decode('utf-8') != e['title']: bad.append('title')
@@ -132,17 +138,24 @@ def tf_check(d):
             report(f'parse_single_example {label}: all fields equal, frames bit-exact', not bad,
                    'mismatch: ' + ', '.join(bad) if bad else '')
         if not with_labels:
-            try: tf.io.parse_single_example(recs[0], official_spec(tf, True)); ok, why = False, 'parsed'
+            try:
+                tf.io.parse_single_example(recs[0], official_spec(tf, True))
+                ok, why = False, 'parsed'
             except tf.errors.InvalidArgumentError as err: ok, why = True, tf_message(err)
             report('test record has no category_id (train spec refuses it)', ok, why)
     # Corrupt one byte of copies of train.tfrecords: TensorFlow must notice, so the CRCs it accepted above are real.
     raw = (d/'train.tfrecords').read_bytes()
     n0 = int.from_bytes(raw[:8], 'little')
     second = 16 + n0
-    for tag, off in (('length', 1), ('payload', 12 + n0 // 2), ('payload_crc', 12 + n0 + 1), ('record1_payload', second + 12 + 40)):
-        bad = bytearray(raw); bad[off] ^= 0x5A
-        p = d/f'corrupt_{tag}.tfrecords'; p.write_bytes(bytes(bad))
-        try: read_all(tf, p); ok, why = False, 'read without error'
+    for tag, off in (('length', 1), ('payload', 12 + n0 // 2), ('payload_crc', 12 + n0 + 1),
+                     ('record1_payload', second + 12 + 40)):
+        bad = bytearray(raw)
+        bad[off] ^= 0x5A
+        p = d/f'corrupt_{tag}.tfrecords'
+        p.write_bytes(bytes(bad))
+        try:
+            read_all(tf, p)
+            ok, why = False, 'read without error'
         except tf.errors.DataLossError as err: ok, why = True, f'DataLossError: {tf_message(err)}'
         except Exception as err: ok, why = False, f'{type(err).__name__}: {err}'
         report(f'one byte flipped at {off} ({tag}) -> TensorFlow reports data loss', ok, why)
@@ -153,8 +166,10 @@ def tf_check(d):
 def tf_write(d):
     import tensorflow as tf
     rng = np.random.default_rng(1)
-    f2 = frames(rng, 2, zero_tail=8); f2[1] = special_frame()
-    vids = [dict(id='5550001', title='腾讯视频：夏日海边', asr_text='', frames=frames(rng, 1), tag_id=[3], category_id=5),
+    f2 = frames(rng, 2, zero_tail=8)
+    f2[1] = special_frame()
+    vids = [dict(id='5550001', title='腾讯视频：夏日海边', asr_text='', frames=frames(rng, 1),
+                 tag_id=[3], category_id=5),
             dict(id='5550002', title='零食测评 2021', asr_text='大家好，欢迎来到我的频道', frames=f2,
                  tag_id=[10, 20, 9998], category_id=0),
             dict(id='5550003', title='篮球 highlights', asr_text='进球了！', frames=frames(rng, 3, zero_tail=1536 // 2),
@@ -183,23 +198,28 @@ def kit_read(d):
     from mmvsim.core import DataError
     from mmvsim.records import read_records
     path, meta = d/'tf_written.tfrecords', json.loads((d/'tf_written.json').read_text(encoding='utf-8'))
-    report('tf_written.tfrecords matches the sha256 in tf_written.json', sha256(path.read_bytes()) == meta['file_sha256'])
+    report('tf_written.tfrecords matches the sha256 in tf_written.json',
+           sha256(path.read_bytes()) == meta['file_sha256'])
     for verify in (True, False):
         try: got = list(read_records(path, verify=verify))
         except Exception as e:
-            report(f'mmvsim read_records(verify={verify}) on the TensorFlow-written file', False, f'{type(e).__name__}: {e}')
+            report(f'mmvsim read_records(verify={verify}) on the TensorFlow-written file', False,
+                   f'{type(e).__name__}: {e}')
             continue
         bad = [] if len(got) == len(meta['videos']) else [f'{len(got)} videos']
         for g, e in zip(got, meta['videos']):
             for k in ('id', 'title', 'asr_text', 'category_id'):
                 if g[k] != e[k]: bad.append(f'{e["id"]}.{k}')
             if g['tag_id'] is None or g['tag_id'].tolist() != e['tag_id']: bad.append(f'{e["id"]}.tag_id')
-            if g['frames'].dtype != np.float16 or g['frames'].shape != (e['n_frames'], FRAME_DIM): bad.append(f'{e["id"]}.frames shape')
+            if g['frames'].dtype != np.float16 or g['frames'].shape != (e['n_frames'], FRAME_DIM):
+                bad.append(f'{e["id"]}.frames shape')
             if sha256(g['frames'].tobytes()) != e['frames_sha256']: bad.append(f'{e["id"]}.frames bytes')
         report(f'mmvsim read_records(verify={verify}) decodes the TensorFlow-written file exactly', not bad,
                'mismatch: ' + ', '.join(bad) if bad else f'{len(got)} videos')
     for p in sorted(d.glob('corrupt_*.tfrecords')):
-        try: list(read_records(p)); ok, why = False, 'read without error'
+        try:
+            list(read_records(p))
+            ok, why = False, 'read without error'
         except DataError as e: ok, why = True, str(e)
         report(f'mmvsim rejects {p.name}', ok, why)
 
@@ -219,7 +239,8 @@ def run_all(args):
         print(f'== {step} ({py})', flush=True)
         ok &= subprocess.run([py, __file__, step, str(work)]).returncode == 0
     if args.fixture and ok:
-        fx = Path(args.fixture); fx.mkdir(parents=True, exist_ok=True)
+        fx = Path(args.fixture)
+        fx.mkdir(parents=True, exist_ok=True)
         for n in ('tf_written.tfrecords', 'tf_written.json'): shutil.copyfile(work/n, fx/n)
         print(f'fixture written to {fx}')
     print('ALL CHECKS PASSED' if ok else 'SOME CHECKS FAILED')
@@ -236,7 +257,8 @@ def main():
     args = ap.parse_args()
     if args.step == 'all': return run_all(args)
     if not args.dir: ap.error(f'{args.step} needs a directory')
-    d = Path(args.dir); d.mkdir(parents=True, exist_ok=True)
+    d = Path(args.dir)
+    d.mkdir(parents=True, exist_ok=True)
     STEPS[args.step](d)
     return 0 if all(RESULTS) else 1
 

@@ -56,17 +56,20 @@ def main():
     rank = int(os.environ.get('RANK', 0))
 
     def record(tag, model, summary):
-        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, a.out/f'{tag}_rank{rank}.safetensors')
+        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()},
+                  a.out/f'{tag}_rank{rank}.safetensors')
         dist = torch.distributed.is_available() and torch.distributed.is_initialized()
         info = {'world_size': torch.distributed.get_world_size() if dist else 1,
                 'backend': torch.distributed.get_backend() if dist else None, 'summary': summary}
         (a.out/f'{tag}_info_rank{rank}.json').write_text(json.dumps(info))
 
-    m = toy(); record(a.tag, m, train(m, data, cfg, a.out/a.tag, eval_fn=eval_fn))
+    m = toy()
+    record(a.tag, m, train(m, data, cfg, a.out/a.tag, eval_fn=eval_fn))
     if a.resume:
         run = a.out/f'{a.tag}-resumed'
         train(toy(), data, cfg, run, eval_fn=eval_fn, stop_after=5)     # 5 of 8 steps in epoch 0
-        m = toy(seed=1); record(f'{a.tag}-resumed', m, train(m, data, cfg, run, eval_fn=eval_fn))
+        m = toy(seed=1)
+        record(f'{a.tag}-resumed', m, train(m, data, cfg, run, eval_fn=eval_fn))
 
 
 if __name__ == '__main__':

@@ -1,5 +1,5 @@
 """The ablation runner end to end: the quick grid killed with SIGKILL, rerun, rerun again."""
-import csv, json, os, signal, subprocess, sys, time
+import csv, json, signal, subprocess, sys, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,7 +23,8 @@ def test_quick_grid_killed_and_rerun(tmp_path):
     with open(tmp_path/'first.log', 'w') as log:
         p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         while time.time() - t0 < 300 and len(_completed(runs)) < 2 and p.poll() is None: time.sleep(0.2)
-        p.send_signal(signal.SIGKILL); p.wait()
+        p.send_signal(signal.SIGKILL)
+        p.wait()
     before = _completed(runs)
     assert 2 <= len(before) < 5, (before, (tmp_path/'first.log').read_text()[-2000:])
     time.sleep(3)

@@ -40,7 +40,8 @@ def test_pretrain_notebook(tiny, tmp_path):
 
 
 def test_cli_help():
-    r = subprocess.run([str(Path(sys.executable).parent/'mmvsim'), 'pretrain', '--help'], capture_output=True, text=True, timeout=120)
+    r = subprocess.run([str(Path(sys.executable).parent/'mmvsim'), 'pretrain', '--help'], capture_output=True,
+                       text=True, timeout=120)
     assert r.returncode == 0 and '--model-size' in r.stdout and '--include-test' in r.stdout
 
 
@@ -52,7 +53,8 @@ def test_finetune_notebook(tiny, tmp_path):
               'best/model.safetensors', 'valid_predictions.csv', 'loss.png', 'finetune.ipynb']:
         assert (run/f).exists(), f
     cfg = json.loads((run/'config.json').read_text())
-    assert (cfg['split'], cfg['folds'], cfg['epochs'], cfg['model_size'], cfg['pretrained']) == ('kfold', 4, 1, 'tiny', '')
+    assert (cfg['split'], cfg['folds'], cfg['epochs'], cfg['model_size'],
+            cfg['pretrained']) == ('kfold', 4, 1, 'tiny', '')
     m = json.loads((run/'metrics.json').read_text())
     assert m['start'] == 'scratch:tiny' and m['steps'] > 0 and -1 <= m['best_spearman'] <= 1
     split = json.loads((run/'split.json').read_text())

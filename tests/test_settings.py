@@ -30,7 +30,8 @@ def test_every_field_listed():
     assert names == set(NON_DEFAULT), f'give a non-default value for {sorted(names - set(NON_DEFAULT))}'
     for stage, cls in STAGES.items():
         assert set(EXCLUDED[stage]) <= names
-        assert all(v != getattr(cls, k, None) or k in EXCLUDED[stage] for k, v in NON_DEFAULT.items() if hasattr(cls, k)), stage
+        for k, v in NON_DEFAULT.items():
+            assert v != getattr(cls, k, None) or k in EXCLUDED[stage], (stage, k)
 
 
 @pytest.mark.parametrize('stage', STAGES)
@@ -58,7 +59,8 @@ def test_reachable_from_cli(stage):
 @pytest.mark.parametrize('stage', STAGES)
 def test_reachable_from_notebook(stage):
     """The notebook's cells up to its config, with the overrides injected after the parameters as papermill does."""
-    cells = [c for c in json.loads((ROOT/f'nbs/experiments/{stage}.ipynb').read_text())['cells'] if c['cell_type'] == 'code']
+    nb = json.loads((ROOT/f'nbs/experiments/{stage}.ipynb').read_text())
+    cells = [c for c in nb['cells'] if c['cell_type'] == 'code']
     src = [''.join(c['source']) for c in cells]
     i = next(k for k, c in enumerate(cells) if 'parameters' in c['metadata'].get('tags', []))
     j = next(k for k, s in enumerate(src) if 'from_params' in s)
@@ -68,3 +70,14 @@ def test_reachable_from_notebook(stage):
     for s in src[i + 1:j + 1]: exec(s, ns)
     tc = ns['cfg'].train_config()
     for k, v in overrides(stage).items(): assert getattr(tc, k) == v, k
+
+
+@pytest.mark.parametrize('name', ['pretrain', 'finetune', 'report'])
+def test_papermill_reads_every_parameter(name, caplog):
+    """papermill parses every line of a parameters cell (a quote in a comment makes it skip the line silently)."""
+    import ast, papermill as pm
+    nb = ROOT/f'nbs/experiments/{name}.ipynb'
+    cell = next(c for c in json.loads(nb.read_text())['cells'] if 'parameters' in c['metadata'].get('tags', []))
+    names = [t.id for s in ast.parse(''.join(cell['source'])).body for t in s.targets]
+    with caplog.at_level('WARNING'): params = pm.inspect_notebook(str(nb))
+    assert list(params) == names and 'Unable to parse' not in caplog.text
