@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import yaml
 from scipy.stats import rankdata
-from .core import DataError, load_json, project_root, save_json
+from .core import DataError, KitError, load_json, project_root, save_json
 from .synth import generate
 from .store import load_tokenizer, open_store
 from .train import read_metrics
@@ -217,12 +217,12 @@ def estimate_hours(grid: Grid, samples_per_s: float = 0) -> pd.DataFrame:
     """Estimated hours of every run of the grid at `samples_per_s` pretraining samples/s of the `large` model."""
     from mmvsim.model import flops_per_sample, model_config
     sps = samples_per_s or grid.gpu_samples_per_s
-    if not sps: raise ValueError('give samples_per_s (or gpu_samples_per_s in the grid)')
+    if not sps: raise KitError('give samples_per_s (or gpu_samples_per_s in the grid)')
     meta = Path(grid.data['dir'])/'meta.json'
     sizes = load_json(meta)['sizes'] if meta.exists() else {}
     videos = grid.data.get('videos') or sizes.get('pointwise', 0) + sizes.get('pairwise', 0)
     pairs = grid.data.get('pairs') or sizes.get('pairwise_pairs', 0)
-    if not videos: raise ValueError(f'{grid.path}: no data at {grid.data["dir"]}; give data.videos and data.pairs')
+    if not videos: raise KitError(f'{grid.path}: no data at {grid.data["dir"]}; give data.videos and data.pairs')
     cost = lambda size: flops_per_sample(model_config(size), 68) / flops_per_sample(model_config('large'), 68)
     lines = []
     for j in plan_grid(grid):
@@ -429,7 +429,7 @@ def paired_bootstrap(a, b, labels, metric: str = 'spearman', n: int = 1000, seed
     elif metric == 'mse':
         t = rank_target(y)
         stat = lambda c, i: -((c[:, i] - t[i]) ** 2).mean()
-    else: raise ValueError(f"metric must be 'spearman' or 'mse', got {metric!r}")
+    else: raise KitError(f"metric must be 'spearman' or 'mse', got {metric!r}")
     P, rng = len(y), np.random.default_rng(seed)
     full = np.arange(P)
     d = stat(a, full) - stat(b, full)
@@ -481,7 +481,7 @@ def blend_members(grid: Grid, results: pd.DataFrame) -> dict[str, Path]:
 def grid_blend(grid: Grid, results: pd.DataFrame, out_dir, progress=False) -> pd.DataFrame:
     """Blend the grid's members (weights chosen on validation); score members, concat and blend on the test labels."""
     members = blend_members(grid, results)
-    if len(members) < 2: raise ValueError(f'{len(members)} finished member(s): a blend needs two')
+    if len(members) < 2: raise KitError(f'{len(members)} finished member(s): a blend needs two')
     store = prepare_data(grid, progress)
     va = valid_pairs(store)
     vids = sorted(set(va.id1) | set(va.id2))
@@ -612,7 +612,7 @@ def ablate(a) -> int:
     grid = load_grid(kit_root()/QUICK_GRID if a.quick else a.grid, a.runs or None, a.data or None)
     if a.run:
         job = next((j for j in plan_grid(grid) if j.name == a.run), None)
-        if job is None: raise ValueError(f'{grid.path} has no run {a.run!r}')
+        if job is None: raise KitError(f'{grid.path} has no run {a.run!r}')
         return 0 if run_job(grid, job) == 'complete' else 1
     if a.list:
         print(list_commands(grid))

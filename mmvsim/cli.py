@@ -4,12 +4,13 @@
 
 # %% ../nbs/14_cli.ipynb #4ed87dff
 from __future__ import annotations
-import argparse, dataclasses, json, time, typing
+import argparse, dataclasses, json, sys, time, typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 import pandas as pd
-from .core import load_json, runs_root
+from .core import KitError, load_json, runs_root
+from .train import Diverged
 from .synth import SYNTH_PRESETS, generate
 from .store import load_tokenizer, open_store
 from .pretrain import PretrainConfig, pretrain
@@ -19,8 +20,8 @@ from .ensemble import ensemble, markdown_table
 from .ablate import add_ablate_args, ablate
 
 # %% auto #0
-__all__ = ['COMMANDS', 'DEMO_INPUTS', 'reference_table', 'Command', 'parser', 'main', 'add_config_args', 'config_from_args',
-           'ensure_data', 'demo']
+__all__ = ['COMMANDS', 'EXPECTED', 'DEMO_INPUTS', 'reference_table', 'Command', 'parser', 'main', 'add_config_args',
+           'config_from_args', 'ensure_data', 'demo']
 
 # %% ../nbs/14_cli.ipynb #fb411c57
 def reference_table(meta: dict) -> pd.DataFrame:
@@ -54,10 +55,15 @@ def parser() -> argparse.ArgumentParser:
         s.set_defaults(fn=c.run)
     return p
 
+EXPECTED = (KitError, Diverged, OSError)   # refusals and failures a user can act on: one line, not a traceback
+
 def main(argv=None):
     """Entry point of the `mmvsim` console script (and of `python -m mmvsim.cli`, e.g. under torchrun)."""
     a = parser().parse_args(argv)
-    a.fn(a)
+    try: a.fn(a)
+    except EXPECTED as e:
+        print(f'mmvsim {a.command}: error: {e}', file=sys.stderr)
+        raise SystemExit(2) from None
 
 def _open(data, store='', tokenizer=''):
     """The store of a competition directory (`<data>_store` by default), built when missing or stale."""

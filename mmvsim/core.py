@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 # %% auto #0
-__all__ = ['FRAME_DIM', 'FRAME_BYTES', 'EMB_DIM', 'DataError', 'set_seed', 'atomic_write', 'save_json', 'load_json', 'Config',
-           'claim_run', 'project_root', 'data_root', 'runs_root', 'run_dir']
+__all__ = ['FRAME_DIM', 'FRAME_BYTES', 'EMB_DIM', 'KitError', 'DataError', 'set_seed', 'atomic_write', 'save_json', 'load_json',
+           'Config', 'claim_run', 'project_root', 'data_root', 'runs_root', 'run_dir']
 
 # %% ../nbs/00_core.ipynb #38f2f50a
 FRAME_DIM = 1536              # float16 values per frame
@@ -20,7 +20,10 @@ FRAME_BYTES = FRAME_DIM * 2   # bytes per frame in `frame_feature`
 EMB_DIM = 256                 # the competition's embedding size limit
 
 # %% ../nbs/00_core.ipynb #400e7a05
-class DataError(ValueError):
+class KitError(ValueError):
+    """What the user gave the kit (data, settings, files, runs) cannot work: the message says what and why."""
+
+class DataError(KitError):
     """Bad input data: names the file, the place in it and the problem."""
     def __init__(self, path, problem, where=None):
         self.path, self.problem, self.where = str(path), problem, where
@@ -80,7 +83,7 @@ class Config:
     def from_dict(cls, d):
         names = {f.name for f in fields(cls)}
         unknown = set(d) - names
-        if unknown: raise ValueError(f'{cls.__name__}: unknown settings {sorted(unknown)}')
+        if unknown: raise KitError(f'{cls.__name__}: unknown settings {sorted(unknown)}')
         return cls(**d)
 
     @classmethod
@@ -94,13 +97,14 @@ class Config:
 
 # %% ../nbs/00_core.ipynb #37a98347
 def claim_run(run_dir, cfg: Config, name='config.json'):
-    """Save `cfg` in `run_dir`, or check it equals the config already there (a resumed run)."""
+    """Save `cfg` in `run_dir`, or check it equals the config of the run there, if that run ever saved a checkpoint."""
     p = Path(run_dir)/name
-    if p.exists():
+    trained = (Path(run_dir)/'checkpoint'/'latest.json').exists()
+    if p.exists() and trained:
         old, new = load_json(p), cfg.to_dict()
         diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         if diff:
-            raise ValueError(f'{run_dir} holds a run with other settings '
+            raise KitError(f'{run_dir} holds a run with other settings '
                              f'({", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff)}); '
                              'resume it with its own settings, or give another run directory')
     else: cfg.save(p)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 from sklearn.decomposition import TruncatedSVD
-from .core import EMB_DIM, atomic_write, save_json
+from .core import EMB_DIM, KitError, atomic_write, save_json
 from .submit import as_embeddings, pair_vectors, write_submission
 from .stage import pair_metrics
 
@@ -27,18 +27,18 @@ def _named(members) -> tuple[list[str], list]:
 def align_members(members) -> tuple[list[str], list[np.ndarray]]:
     """Load the members and order each by the first member's ids; ValueError when their id sets differ."""
     _, srcs = _named(members)
-    if not srcs: raise ValueError('no members given')
+    if not srcs: raise KitError('no members given')
     ids, embs = None, []
     for k, src in enumerate(srcs):
         mi, me = as_embeddings(src)
         mi = [str(i) for i in mi]
         pos = {i: r for r, i in enumerate(mi)}
-        if len(pos) != len(mi): raise ValueError(f'member {k} lists {len(mi) - len(pos)} ids twice')
+        if len(pos) != len(mi): raise KitError(f'member {k} lists {len(mi) - len(pos)} ids twice')
         if ids is None: ids, order = mi, None
         else:
             miss, extra = [i for i in ids if i not in pos], sorted(set(mi) - set(ids))
             if miss or extra:
-                raise ValueError(f'member {k} and member 0 hold different videos: '
+                raise KitError(f'member {k} and member 0 hold different videos: '
                                  f'{len(miss)} of member 0\'s ids are missing from it (e.g. {miss[:3]}), '
                                  f'{len(extra)} are extra (e.g. {extra[:3]})')
             order = np.array([pos[i] for i in ids])
@@ -49,9 +49,9 @@ def align_members(members) -> tuple[list[str], list[np.ndarray]]:
 def normalise_weights(weights, n: int) -> np.ndarray:
     """Weights as a length-`n` float array summing to 1 (`None`: equal)."""
     w = np.ones(n) if weights is None else np.asarray(weights, np.float64).reshape(-1)
-    if len(w) != n: raise ValueError(f'{len(w)} weights for {n} members')
+    if len(w) != n: raise KitError(f'{len(w)} weights for {n} members')
     if not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
-        raise ValueError(f'weights must be finite, non-negative and not all zero, got {w.tolist()}')
+        raise KitError(f'weights must be finite, non-negative and not all zero, got {w.tolist()}')
     return w / w.sum()
 
 def weighted_concat(embs, weights) -> np.ndarray:
@@ -97,7 +97,7 @@ def choose_weights(members, pairs, grid=None, objective: str = 'blend', steps: i
     """Weights maximising the validation Spearman of the blend (or concat) on labelled `pairs`:
     `(weights, spearman)`."""
     if objective not in ('blend', 'concat'):
-        raise ValueError(f"objective must be 'blend' or 'concat', got {objective!r}")
+        raise KitError(f"objective must be 'blend' or 'concat', got {objective!r}")
     ids, embs = align_members(members)
     n = len(embs)
     if objective == 'concat':
@@ -167,13 +167,13 @@ def _score_rows(names, ids, embs, w, pairs, dim, seed, prefix) -> dict:
 def _member_weights(weights, names, valid, vids, vembs, pairs, dim, seed, choose_kw) -> np.ndarray:
     """The normalised member weights: given, equal, or chosen on the validation pairs (`'valid'`)."""
     if isinstance(weights, str):
-        if weights != 'valid': raise ValueError(f"weights must be None, numbers, a dict or 'valid', got {weights!r}")
-        if valid is None: raise ValueError("weights='valid' needs validation members and pairs")
+        if weights != 'valid': raise KitError(f"weights must be None, numbers, a dict or 'valid', got {weights!r}")
+        if valid is None: raise KitError("weights='valid' needs validation members and pairs")
         return choose_weights([(vids, e) for e in vembs], pairs, dim=dim, seed=seed, **choose_kw)[0]
     if isinstance(weights, dict):
         wd = {str(k): v for k, v in weights.items()}
         unknown = set(wd) - set(names)
-        if unknown: raise ValueError(f'weights for unknown members {sorted(unknown)}; members are {names}')
+        if unknown: raise KitError(f'weights for unknown members {sorted(unknown)}; members are {names}')
         return normalise_weights([wd.get(nm, 0.0) for nm in names], len(names))
     return normalise_weights(weights, len(names))
 
@@ -202,9 +202,9 @@ def ensemble(test, valid=None, pairs=None, weights=None, out='submissions/ensemb
     if valid is not None:
         vnames, vsrcs = _named(valid)
         if isinstance(valid, dict) and isinstance(test, dict) and vnames != names:
-            raise ValueError(f'valid members {vnames} differ from test members {names}')
-        if len(vsrcs) != len(srcs): raise ValueError(f'{len(vsrcs)} validation members for {len(srcs)} test members')
-        if pairs is None: raise ValueError('validation members need the validation pairs (`pairs`)')
+            raise KitError(f'valid members {vnames} differ from test members {names}')
+        if len(vsrcs) != len(srcs): raise KitError(f'{len(vsrcs)} validation members for {len(srcs)} test members')
+        if pairs is None: raise KitError('validation members need the validation pairs (`pairs`)')
         vids, vembs = align_members(vsrcs)
     w = _member_weights(weights, names, valid, vids, vembs, pairs, dim, seed, choose_kw)
     table = pd.DataFrame(dict(weight=[*w, np.nan, np.nan],

@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import breadth_first_order, connected_components
-from .core import load_json, save_json
+from .core import KitError, load_json, save_json
 from .store import PairDataset, collate_pairs
 from .model import VideoBert, bert_param_groups
 from .train import train, read_metrics
@@ -32,7 +32,7 @@ def mod5_mask(pairs: pd.DataFrame) -> np.ndarray:
     for col in ('id1', 'id2'):
         ids = pairs[col].astype(str)
         bad = ~ids.str.fullmatch(r'-?\d+')
-        if bad.any(): raise ValueError(f"split 'mod5' needs integer ids; {col} {ids[bad].iloc[0]!r} is not one "
+        if bad.any(): raise KitError(f"split 'mod5' needs integer ids; {col} {ids[bad].iloc[0]!r} is not one "
                                        f"(use split='kfold' or 'kfold-strict')")
         out &= ids.str[-1].isin(['0', '5']).to_numpy()      # divisibility by 5 is decided by the last digit
     return out
@@ -84,7 +84,7 @@ def video_folds(a, b, n_videos: int, folds: int, seed: int = 0, slack: float = 0
 # %% ../nbs/09_finetune.ipynb #d1290bf8
 def split_pairs(pairs: pd.DataFrame, method: str = 'mod5', folds: int = 0, fold: int = 0, seed: int = 0):
     """`(train_idx, valid_idx, info)`: positions in `pairs` of the training and validation pairs, and a record."""
-    if method not in SPLIT_METHODS: raise ValueError(f'split must be one of {SPLIT_METHODS}, got {method!r}')
+    if method not in SPLIT_METHODS: raise KitError(f'split must be one of {SPLIT_METHODS}, got {method!r}')
     P, info = len(pairs), dict(method=method)
     a, b, V = _video_index(pairs)
     dropped = np.zeros(P, bool)
@@ -96,7 +96,7 @@ def split_pairs(pairs: pd.DataFrame, method: str = 'mod5', folds: int = 0, fold:
             dropped = ~valid & (vv[a] | vv[b])
     else:
         if folds < 2 or not 0 <= fold < folds:
-            raise ValueError(f'{method} needs folds >= 2 and 0 <= fold < folds, got folds={folds}, fold={fold}')
+            raise KitError(f'{method} needs folds >= 2 and 0 <= fold < folds, got folds={folds}, fold={fold}')
         info.update(folds=folds, fold=fold, seed=seed)
         if method == 'kfold':
             f = np.empty(P, np.int64)
@@ -167,22 +167,22 @@ class FinetuneConfig(StageConfig):
         """`StageConfig`'s checks plus the split, fold, target and kept metric."""
         super().validate()
         if self.split not in SPLIT_METHODS:
-            raise ValueError(f'split must be one of {SPLIT_METHODS} (got {self.split!r})')
-        if self.target not in ('rank', 'raw'): raise ValueError(f"target must be 'rank' or 'raw' (got {self.target!r})")
+            raise KitError(f'split must be one of {SPLIT_METHODS} (got {self.split!r})')
+        if self.target not in ('rank', 'raw'): raise KitError(f"target must be 'rank' or 'raw' (got {self.target!r})")
         if self.split.startswith('kfold') and not (self.folds >= 2 and 0 <= self.fold < self.folds):
-            raise ValueError(f'{self.split} needs folds >= 2 and 0 <= fold < folds '
+            raise KitError(f'{self.split} needs folds >= 2 and 0 <= fold < folds '
                              f'(got folds={self.folds}, fold={self.fold})')
         if (self.best_metric, self.greater_is_better) not in (('spearman', True), ('mse', False)):
-            raise ValueError(f'best_metric must be spearman (greater_is_better) or mse (not greater_is_better), '
+            raise KitError(f'best_metric must be spearman (greater_is_better) or mse (not greater_is_better), '
                              f'got {self.best_metric!r} with greater_is_better={self.greater_is_better}')
-        if self.eval_batch_size < 1: raise ValueError(f'eval_batch_size must be >= 1 (got {self.eval_batch_size})')
+        if self.eval_batch_size < 1: raise KitError(f'eval_batch_size must be >= 1 (got {self.eval_batch_size})')
 
     def start(self) -> str:
         """Where the encoder starts: 'run:<dir>', 'bert:<dir>' or 'scratch:<size>'."""
         given = [(k, v) for k, v in (('run', self.pretrained), ('bert', self.bert_path),
                                      ('scratch', self.model_size)) if v]
         if len(given) != 1:
-            raise ValueError(f'give exactly one of pretrained (a pretraining run), bert_path (a BERT checkpoint) or '
+            raise KitError(f'give exactly one of pretrained (a pretraining run), bert_path (a BERT checkpoint) or '
                              f"model_size (from scratch); got {dict(given) or 'none'}")
         return '{}:{}'.format(*given[0])
 
@@ -197,9 +197,9 @@ class FinetuneConfig(StageConfig):
 def _split(store, cfg: FinetuneConfig, run: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The training and validation pairs with their `target` column; the split's record goes to `split.json`."""
     pairs = store.pairs()
-    if not len(pairs): raise ValueError(f'{cfg.store_dir}: no labelled pairs to finetune on')
+    if not len(pairs): raise KitError(f'{cfg.store_dir}: no labelled pairs to finetune on')
     tr_idx, va_idx, info = split_pairs(pairs, cfg.split, cfg.folds, cfg.fold, cfg.seed)
-    if not len(va_idx): raise ValueError(f'split {cfg.split!r} leaves no validation pair')
+    if not len(va_idx): raise KitError(f'split {cfg.split!r} leaves no validation pair')
     save_json(info, run/'split.json')
     target = rank_target if cfg.target == 'rank' else (lambda y: np.asarray(y, np.float32))
     tr, va = pairs.iloc[tr_idx], pairs.iloc[va_idx]

@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from transformers import BertConfig
 from transformers.models.bert.modeling_bert import BertEmbeddings, BertEncoder, BertOnlyMLMHead, BertLMPredictionHead
-from .core import Config, FRAME_DIM, EMB_DIM
+from .core import Config, FRAME_DIM, EMB_DIM, KitError
 
 # %% auto #0
 __all__ = ['MODEL_SIZES', 'ModelConfig', 'model_config', 'FrameEmbeddings', 'joint_mask', 'attention_bias', 'VideoBertOutput',
@@ -61,7 +61,7 @@ MODEL_SIZES = {  # name -> (hidden, layers, heads, intermediate)
 
 def model_config(size: str = 'large', **overrides) -> ModelConfig:
     """A `ModelConfig` for a named size preset, with `overrides` applied on top."""
-    if size not in MODEL_SIZES: raise ValueError(f'unknown model size {size!r}; valid: {sorted(MODEL_SIZES)}')
+    if size not in MODEL_SIZES: raise KitError(f'unknown model size {size!r}; valid: {sorted(MODEL_SIZES)}')
     return ModelConfig(**{**MODEL_SIZES[size], **overrides})
 
 # %% ../nbs/04_model.ipynb #158f8bed

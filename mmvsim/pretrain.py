@@ -5,7 +5,7 @@
 # %% ../nbs/08_pretrain.ipynb #2c461a82
 from __future__ import annotations
 from dataclasses import dataclass, field
-from .core import save_json
+from .core import KitError, save_json
 from .store import VideoDataset, collate_videos
 from .tasks import PretrainModel, parse_tasks
 from .train import train, read_metrics
@@ -28,7 +28,7 @@ class PretrainConfig(StageConfig):
         super().validate()
         parse_tasks(self.tasks)
         if self.best_metric:
-            raise ValueError(f'best_metric must be empty for pretraining, which has no validation '
+            raise KitError(f'best_metric must be empty for pretraining, which has no validation '
                              f'(got {self.best_metric!r})')
 
     def resolved(self) -> 'PretrainConfig':

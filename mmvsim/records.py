@@ -12,18 +12,19 @@ import numpy as np
 import pandas as pd
 from tfrecord import example_pb2
 from tfrecord.writer import TFRecordWriter
-from .core import DataError, FRAME_DIM, FRAME_BYTES, atomic_write
+from .core import DataError, FRAME_DIM, FRAME_BYTES, KitError, atomic_write
 
 # %% auto #0
 __all__ = ['make_video', 'encode_video', 'decode_video', 'write_records', 'iter_raw_records', 'read_records', 'count_records',
-           'read_labels', 'write_labels', 'read_tag_list', 'write_tag_list', 'competition_files']
+           'read_labels', 'write_labels', 'merge_duplicate_pairs', 'read_tag_list', 'write_tag_list',
+           'competition_files']
 
 # %% ../nbs/01_records.ipynb #178366d4
 def make_video(id, title='', asr_text='', frames=None, tag_id=None, category_id=-1) -> dict:
     """A video dict in the kit's decoded form; `tag_id=None` marks a video without tags (test sets)."""
     frames = np.zeros((0, FRAME_DIM), np.float16) if frames is None else np.asarray(frames)
     if frames.dtype != np.float16 or frames.ndim != 2 or frames.shape[1] != FRAME_DIM:
-        raise ValueError(f'video {id}: frames must be float16 (n, {FRAME_DIM}), got {frames.dtype} {frames.shape}')
+        raise KitError(f'video {id}: frames must be float16 (n, {FRAME_DIM}), got {frames.dtype} {frames.shape}')
     return dict(id=str(id), title=title, asr_text=asr_text, frames=frames,
                 tag_id=None if tag_id is None else np.asarray(tag_id, np.int64), category_id=int(category_id))
 
@@ -139,6 +140,7 @@ def read_labels(path, known_ids=None) -> pd.DataFrame:
             try: s = float(s)
             except ValueError: raise DataError(path, f'similarity {s!r} is not a number', f'line {ln}') from None
             if not 0 <= s <= 1: raise DataError(path, f'similarity {s} outside [0, 1]', f'line {ln}')
+            if a == b: raise DataError(path, f'video {a} is paired with itself', f'line {ln}')
             if known_ids is not None:
                 for x in (a, b):
                     if x not in known_ids: raise DataError(path, f'id {x} is absent from the records', f'line {ln}')
@@ -151,6 +153,14 @@ def write_labels(path, labels: pd.DataFrame):
     with atomic_write(path, 'w') as f:
         for a, b, s in labels[['id1', 'id2', 'similarity']].itertuples(index=False):
             f.write(f'{a}\t{b}\t{float(s):.6g}\n')
+
+def merge_duplicate_pairs(labels: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """One line per unordered pair, at its first place, labelled with the mean of its labels; and how many merged."""
+    key = pd.Series([(a, b) if a <= b else (b, a) for a, b in zip(labels.id1, labels.id2)], index=labels.index)
+    if not key.duplicated().any(): return labels, 0
+    mean = labels.similarity.groupby(key).transform('mean')
+    keep = ~key.duplicated()
+    return labels.assign(similarity=mean)[keep].reset_index(drop=True), int((~keep).sum())
 
 # %% ../nbs/01_records.ipynb #949cc6b4
 def read_tag_list(path) -> list[int]:

@@ -12,7 +12,7 @@ import torch.nn as nn
 from scipy.stats import rankdata, spearmanr
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from .core import Config, DataError, claim_run, runs_root, set_seed
+from .core import Config, DataError, KitError, claim_run, runs_root, set_seed
 from .store import TEXT_INPUTS, VideoDataset, collate_videos, load_tokenizer, open_store
 from .model import MODEL_SIZES, ModelConfig, VideoBert, model_config
 from .train import TrainConfig, latest_checkpoint, load_weights
@@ -39,12 +39,12 @@ class StageConfig(TrainConfig):
     def validate(self):
         """Refuse settings that make no sense, naming the setting and its valid values."""
         super().validate()
-        if self.text not in TEXT_INPUTS: raise ValueError(f'text must be one of {TEXT_INPUTS} (got {self.text!r})')
+        if self.text not in TEXT_INPUTS: raise KitError(f'text must be one of {TEXT_INPUTS} (got {self.text!r})')
         if self.model_size and self.model_size not in MODEL_SIZES:
-            raise ValueError(f'model_size must be one of {sorted(MODEL_SIZES)} (got {self.model_size!r})')
-        if self.max_frames < 1: raise ValueError(f'max_frames must be >= 1 (got {self.max_frames})')
+            raise KitError(f'model_size must be one of {sorted(MODEL_SIZES)} (got {self.model_size!r})')
+        if self.max_frames < 1: raise KitError(f'max_frames must be >= 1 (got {self.max_frames})')
         if self.max_text_len < 3:
-            raise ValueError(f'max_text_len must be >= 3, room for [CLS] [SEP] [SEP] (got {self.max_text_len})')
+            raise KitError(f'max_text_len must be >= 3, room for [CLS] [SEP] [SEP] (got {self.max_text_len})')
 
     def start(self) -> str:
         """Where the encoder starts: 'bert:<dir>' or 'scratch:<size>'."""
@@ -80,7 +80,7 @@ class Inputs(Config):
         """Refuse a store tokenised with another tokenizer than this run's."""
         have = store.manifest['tokenizer']['fingerprint']
         if self.tokenizer and have != self.tokenizer:
-            raise ValueError(f'{run or "the model"} was trained on token ids of tokenizer {self.tokenizer}; '
+            raise KitError(f'{run or "the model"} was trained on token ids of tokenizer {self.tokenizer}; '
                              f'store {store.dir} holds ids of tokenizer {have}: '
                              f'build a store with the run\'s tokenizer')
 
@@ -103,12 +103,12 @@ def build_encoder(start: str, vocab_size: int, max_frames: int = 32) -> VideoBer
     if kind == 'scratch': return VideoBert(model_config(where, vocab_size=vocab_size, max_frames=max_frames))
     if kind == 'bert': model, _ = VideoBert.from_bert(where, max_frames=max_frames)
     elif kind == 'run': model, _ = load_run(where, 'final')
-    else: raise ValueError(f"an encoder starts from 'scratch:<size>', 'bert:<dir>' or 'run:<dir>', got {start!r}")
+    else: raise KitError(f"an encoder starts from 'scratch:<size>', 'bert:<dir>' or 'run:<dir>', got {start!r}")
     if model.cfg.vocab_size < vocab_size:
-        raise ValueError(f'{where}: vocabulary of {model.cfg.vocab_size} tokens, but the store was tokenised with '
+        raise KitError(f'{where}: vocabulary of {model.cfg.vocab_size} tokens, but the store was tokenised with '
                          f'{vocab_size}: build the store with this model\'s tokenizer')
     if model.cfg.max_frames < max_frames:
-        raise ValueError(f'{where}: the encoder has {model.cfg.max_frames} frame positions, '
+        raise KitError(f'{where}: the encoder has {model.cfg.max_frames} frame positions, '
                          f'max_frames={max_frames} asked')
     return model
 
@@ -123,7 +123,7 @@ def run_weights(run_dir, which: str = 'auto') -> Path:
         ck = latest_checkpoint(run)
         if ck is None: raise FileNotFoundError(f'{run}: no checkpoint')
         return ck/'model.safetensors'
-    if which not in WEIGHTS: raise ValueError(f"which must be one of {[*WEIGHTS, 'checkpoint', 'auto']}, got {which!r}")
+    if which not in WEIGHTS: raise KitError(f"which must be one of {[*WEIGHTS, 'checkpoint', 'auto']}, got {which!r}")
     p = run/WEIGHTS[which]
     if not p.exists(): raise FileNotFoundError(f'{p}: no {which} weights in this run (is it finished?)')
     return p
@@ -151,7 +151,7 @@ def embed_rows(model: VideoBert, store, rows, inputs: Inputs = Inputs(), batch_s
     """The `(N, 256)` float32 embeddings of the store `rows` (in order), read as `inputs` says."""
     inputs.check(store)
     if inputs.max_frames > model.cfg.max_frames:
-        raise ValueError(f'max_frames={inputs.max_frames}, the model has {model.cfg.max_frames} frame positions')
+        raise KitError(f'max_frames={inputs.max_frames}, the model has {model.cfg.max_frames} frame positions')
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     if device is not None: model.to(dev)
     ds = VideoDataset(store, np.asarray(rows, np.int64), inputs.max_frames, inputs.max_text_len, inputs.text)

@@ -4,8 +4,9 @@
 
 # %% ../nbs/03_store.ipynb #171d6e6d
 from __future__ import annotations
-import hashlib, json, os, shutil, tempfile
+import fcntl, hashlib, json, os, shutil, tempfile, warnings
 from array import array
+from contextlib import contextmanager
 from pathlib import Path
 from collections.abc import Sequence
 import numpy as np
@@ -14,13 +15,15 @@ import torch
 from fastcore.basics import patch
 from torch.utils.data import Dataset, get_worker_info
 from tqdm.auto import tqdm
-from .core import DataError, FRAME_DIM, save_json, load_json
-from .records import iter_raw_records, decode_video, read_labels, read_tag_list, competition_files
+from .core import DataError, FRAME_DIM, KitError, save_json, load_json
+from .records import (iter_raw_records, decode_video, read_labels, read_tag_list, competition_files,
+                            merge_duplicate_pairs)
 
 # %% auto #0
-__all__ = ['FORMAT_VERSION', 'SPLITS', 'TEXT_INPUTS', 'load_tokenizer', 'tokenizer_fingerprint', 'special_ids', 'build_store',
-           'Store', 'store_matches', 'open_store', 'frame_indices', 'pad_frames', 'split_budget', 'text_ids',
-           'LazyItems', 'VideoDataset', 'collate_videos', 'PairDataset', 'collate_pairs']
+__all__ = ['FORMAT_VERSION', 'NONFINITE', 'SPLITS', 'TEXT_INPUTS', 'load_tokenizer', 'tokenizer_fingerprint', 'special_ids',
+           'build_store', 'read_manifest', 'Store', 'store_problem', 'store_matches', 'open_store', 'frame_indices',
+           'pad_frames', 'split_budget', 'text_ids', 'LazyItems', 'VideoDataset', 'collate_videos', 'PairDataset',
+           'collate_pairs']
 
 # %% ../nbs/03_store.ipynb #a53e55a4
 def load_tokenizer(path):
@@ -49,14 +52,15 @@ def special_ids(tok) -> dict:
                 unk=tok.unk_token_id, vocab_size=len(tok))
 
 # %% ../nbs/03_store.ipynb #9f457748
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2                                     # 2: per-split rows, file sizes in the manifest
+NONFINITE = ('error', 'zero')                          # what a store build does with NaN/inf frame values
 SPLITS = ('pointwise', 'pairwise', 'test_a', 'test_b')
 
 def _plan(data_dir, splits) -> tuple[dict, list]:
     """Competition files and the `(split, path)` record files to read, in order; absent test sets are skipped."""
     files = competition_files(data_dir)
     bad = [s for s in splits if s not in SPLITS]
-    if bad: raise ValueError(f'unknown splits {bad}; choose from {SPLITS}')
+    if bad: raise KitError(f'unknown splits {bad}; choose from {SPLITS}')
     plan = []
     for s in splits:
         if s == 'pointwise': plan += [(s, p) for p in files['pointwise']]
@@ -84,21 +88,50 @@ class _Flat:
 
 class _StoreWriter:
     """Streams videos into the store files; text is tokenised in batches."""
-    def __init__(self, d, tok, tag_list, max_tokens, batch_size):
+    def __init__(self, d, tok, tag_list, max_tokens, batch_size, nonfinite='error'):
         self.d, self.tok, self.max_tokens, self.batch_size = Path(d), tok, max_tokens, batch_size
-        self.tag_index = {t: i for i, t in enumerate(tag_list)}
+        self.tag_index, self.nonfinite = {t: i for i, t in enumerate(tag_list)}, nonfinite
         self.frames = open(self.d/'frames.f16', 'wb')
         self.frame_offsets = array('q', [0])
         self.title, self.asr, self.tags = (_Flat(self.d/f'{k}.i32', np.int32) for k in ('title', 'asr', 'tags'))
         self.category, self.split, self.has_tags = array('q'), array('b'), array('b')
-        self.row_of, self.dups, self.text = {}, {}, []
+        self.row_of, self.dups, self.text, self.zeroed = {}, {}, [], 0
+        self.digest, self.place, self.files = array('q'), array('q'), []   # per row: content hash, file and record
+        self.split_rows = {s: array('q') for s in SPLITS}                    # every split's rows, duplicates included
 
-    def add(self, v, split):
-        if v['id'] in self.row_of:
-            self.dups[split] = self.dups.get(split, 0) + 1
-            return
-        self.row_of[v['id']] = len(self.row_of)
-        fr = v['frames']
+    def _frames(self, v, path, record):
+        """The video's frames, refused (or zeroed, with nonfinite='zero') where NaN or infinite."""
+        fr, bad = v['frames'], ~np.isfinite(v['frames'])
+        if not bad.any(): return fr
+        if self.nonfinite != 'zero':
+            raise DataError(path, f"video {v['id']}: {int(bad.sum())} frame values are NaN or infinite "
+                                  "(build the store with nonfinite='zero' to zero them)", f'record {record}')
+        self.zeroed += int(bad.sum())
+        return np.where(bad, np.float16(0), fr)
+
+    def _seen(self, v, split, path, record, digest) -> bool:
+        """Whether the video is already in the store: then it joins `split` too (a copy elsewhere must be equal)."""
+        row = self.row_of.get(v['id'])
+        if row is None: return False
+        if self.digest[row] != digest:
+            f, r = divmod(self.place[row], 1 << 32)
+            raise DataError(path, f"video {v['id']} differs from the video with this id at {self.files[f]} record {r} "
+                                  '(title, ASR or frames)', f'record {record}')
+        self.dups[split] = self.dups.get(split, 0) + 1
+        self.split_rows[split].append(row)
+        return True
+
+    def add(self, v, split, path, record):
+        fr = self._frames(v, path, record)
+        h = hashlib.blake2b(fr.tobytes(), digest_size=8)
+        h.update(v['title'].encode('utf-8') + b'\0' + v['asr_text'].encode('utf-8'))
+        digest = int.from_bytes(h.digest(), 'little', signed=True)
+        if self._seen(v, split, path, record, digest): return
+        if not self.files or self.files[-1] != str(path): self.files.append(str(path))
+        self.row_of[v['id']] = row = len(self.row_of)
+        self.digest.append(digest)
+        self.place.append(((len(self.files) - 1) << 32) + record)
+        self.split_rows[split].append(row)
         self.frames.write(fr.tobytes())
         self.frame_offsets.append(self.frame_offsets[-1] + len(fr))
         tags = [] if v['tag_id'] is None else [self.tag_index[t] for t in v['tag_id'].tolist() if t in self.tag_index]
@@ -134,15 +167,52 @@ class _StoreWriter:
         np.save(self.d/'ids.npy', ids)
         np.save(self.d/'ids_sorted.npy', ids[order])
         np.save(self.d/'id_order.npy', order.astype(np.int64))
+        for s, rows in self.split_rows.items(): np.save(self.d/f'rows_{s}.npy', np.unique(np.frombuffer(rows, np.int64)))
 
 # %% ../nbs/03_store.ipynb #1cec0d16
+def _write_videos(w: _StoreWriter, plan, data_dir, progress) -> dict:
+    """Stream every record file of the plan into the writer; returns the record count of each file."""
+    n_records = {}
+    with tqdm(total=sum(Path(p).stat().st_size for _, p in plan), unit='B', unit_scale=True,
+              desc='building store', disable=not progress) as bar:
+        for split, path in plan:
+            n = 0
+            for n, (_, buf) in enumerate(iter_raw_records(path), 1):
+                w.add(decode_video(buf, path, n - 1), split, path, n - 1)
+                bar.update(len(buf) + 16)
+            n_records[Path(path).relative_to(data_dir).as_posix()] = n
+    w.close()
+    return n_records
+
+def _write_pairs(tmp: Path, label_file, row_of: dict) -> tuple[int, int]:
+    """The labelled pairs as store rows (a pair listed twice merged into one, mean label); their count and merged."""
+    labels, merged = merge_duplicate_pairs(read_labels(label_file, known_ids=row_of))
+    if merged: warnings.warn(f'{label_file}: {merged} pairs are listed twice (in either order): merged, with the mean label')
+    rows = np.array([[row_of[a], row_of[b]] for a, b in zip(labels.id1, labels.id2)], np.int64).reshape(-1, 2)
+    np.save(tmp/'pair_rows.npy', rows)
+    np.save(tmp/'pair_similarity.npy', labels.similarity.to_numpy(np.float64))
+    return len(labels), merged
+
+@contextmanager
+def _build_lock(store_dir: Path):
+    """One build of `store_dir` at a time; the holder clears the temporaries of builds that were killed."""
+    with open(store_dir.parent/f'.{store_dir.name}.lock', 'w') as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        for p in store_dir.parent.glob(f'.{store_dir.name}.*'):
+            if p.is_dir() and p.suffix in ('.tmp', '.old'): shutil.rmtree(p, ignore_errors=True)
+        try: yield
+        finally: fcntl.flock(f, fcntl.LOCK_UN)
+
+# %% ../nbs/03_store.ipynb #f61e5bbf
 def build_store(data_dir, store_dir, tokenizer, splits: Sequence[str] = SPLITS,
                 max_tokens: int = 256,   # title/ASR tokens kept per video
                 progress: bool = True, overwrite: bool = False,
                 batch_size: int = 1024,  # videos tokenised per call
+                nonfinite: str = 'error',  # NaN/inf frame values: 'error' refuses the record, 'zero' zeroes and counts them
                ) -> Path:
     """Convert a competition directory into a memory-mapped store at `store_dir`, atomically."""
     tok, splits, store_dir = _as_tokenizer(tokenizer), tuple(splits), Path(store_dir)
+    if nonfinite not in NONFINITE: raise KitError(f'nonfinite must be one of {NONFINITE} (got {nonfinite!r})')
     files, plan = _plan(data_dir, splits)
     if store_dir.exists() and not overwrite:
         raise FileExistsError(f'{store_dir} exists (pass overwrite=True to rebuild it)')
@@ -150,74 +220,68 @@ def build_store(data_dir, store_dir, tokenizer, splits: Sequence[str] = SPLITS,
     if 'pairwise' in splits: read_labels(files['label'])   # a malformed label.tsv fails before the long pass
     inputs = _inputs(data_dir, files, plan, splits)
     store_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{store_dir.name}.', suffix='.tmp', dir=store_dir.parent))
-    try:
-        w = _StoreWriter(tmp, tok, tag_list, max_tokens, batch_size)
-        counts, n_records = {s: 0 for s in splits}, {}
-        with tqdm(total=sum(Path(p).stat().st_size for _, p in plan), unit='B', unit_scale=True,
-                  desc='building store', disable=not progress) as bar:
-            for split, path in plan:
-                n = 0
-                for n, (_, buf) in enumerate(iter_raw_records(path), 1):
-                    before = len(w.row_of)
-                    w.add(decode_video(buf, path, n - 1), split)
-                    counts[split] += len(w.row_of) - before
-                    bar.update(len(buf) + 16)
-                n_records[Path(path).relative_to(data_dir).as_posix()] = n
-        w.close()
-        n_pairs = 0
-        if 'pairwise' in splits:
-            labels = read_labels(files['label'], known_ids=w.row_of)
-            rows = np.array([[w.row_of[a], w.row_of[b]] for a, b in zip(labels.id1, labels.id2)],
-                            np.int64).reshape(-1, 2)
-            np.save(tmp/'pair_rows.npy', rows)
-            np.save(tmp/'pair_similarity.npy', labels.similarity.to_numpy(np.float64))
-            n_pairs = len(labels)
-        np.save(tmp/'tag_list.npy', np.asarray(tag_list, np.int64))
-        for i in inputs: i['records'] = n_records.get(i['file'])
-        manifest = dict(format_version=FORMAT_VERSION, data_dir=str(data_dir), inputs=inputs, splits=list(splits),
-                        tokenizer=dict(fingerprint=tokenizer_fingerprint(tok), name=type(tok).__name__,
-                                       path=str(getattr(tok, 'name_or_path', '') or '')),
-                        special_tokens=special_ids(tok), max_tokens=max_tokens, videos=len(w.row_of), counts=counts,
-                        duplicates=w.dups, frames=int(w.frame_offsets[-1]), tag_list_size=len(tag_list), pairs=n_pairs,
-                        frame_dim=FRAME_DIM)
-        save_json(manifest, tmp/'manifest.json')
-        if store_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f'.{store_dir.name}.', suffix='.old', dir=store_dir.parent))
-            os.replace(store_dir, old/'store')
+    with _build_lock(store_dir):
+        tmp = Path(tempfile.mkdtemp(prefix=f'.{store_dir.name}.', suffix='.tmp', dir=store_dir.parent))
+        try:
+            w = _StoreWriter(tmp, tok, tag_list, max_tokens, batch_size, nonfinite)
+            n_records = _write_videos(w, plan, data_dir, progress)
+            n_pairs, merged = _write_pairs(tmp, files['label'], w.row_of) if 'pairwise' in splits else (0, 0)
+            np.save(tmp/'tag_list.npy', np.asarray(tag_list, np.int64))
+            if sum(w.dups.values()):
+                warnings.warn(f'{data_dir}: {sum(w.dups.values())} records repeat a video already read (same id, same '
+                              f'content): kept once, and in every split that lists it ({w.dups})')
+            for i in inputs: i['records'] = n_records.get(i['file'])
+            manifest = dict(format_version=FORMAT_VERSION, data_dir=str(data_dir), inputs=inputs, splits=list(splits),
+                            tokenizer=dict(fingerprint=tokenizer_fingerprint(tok), name=type(tok).__name__,
+                                           path=str(getattr(tok, 'name_or_path', '') or '')),
+                            special_tokens=special_ids(tok), max_tokens=max_tokens, videos=len(w.row_of),
+                            counts={s: len(set(w.split_rows[s])) for s in splits}, duplicates=w.dups,
+                            frames=int(w.frame_offsets[-1]), tag_list_size=len(tag_list), pairs=n_pairs,
+                            duplicate_pairs=merged, nonfinite_zeroed=w.zeroed, frame_dim=FRAME_DIM,
+                            files={p.name: p.stat().st_size for p in sorted(tmp.iterdir())})
+            save_json(manifest, tmp/'manifest.json')
+            old = store_dir.parent/f'.{store_dir.name}.{os.getpid()}.old'
+            if store_dir.exists(): os.replace(store_dir, old)
             os.replace(tmp, store_dir)
-            shutil.rmtree(old)
-        else: os.replace(tmp, store_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            shutil.rmtree(old, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return store_dir
 
 # %% ../nbs/03_store.ipynb #34cd87a3
 _RAW = {'frames': ('frames.f16', np.float16), 'title': ('title.i32', np.int32), 'asr': ('asr.i32', np.int32),
         'tags': ('tags.i32', np.int32)}
 
+def read_manifest(store_dir) -> dict:
+    """A store's manifest, checked: readable, of this format, and every file it lists there at its size."""
+    d = Path(store_dir)
+    p = d/'manifest.json'
+    if not p.exists(): raise FileNotFoundError(f'{d}: not a store (no manifest.json); build one with build_store')
+    try: m = load_json(p)
+    except (ValueError, UnicodeDecodeError) as e: raise DataError(p, f'not readable JSON ({e}): rebuild the store') from None
+    if not isinstance(m, dict) or m.get('format_version') != FORMAT_VERSION:
+        got = m.get('format_version') if isinstance(m, dict) else None
+        raise DataError(p, f'store format {got}, this version reads {FORMAT_VERSION}: rebuild the store')
+    for name, size in m['files'].items():
+        f = d/name
+        if not f.exists(): raise DataError(f, 'missing: the store is damaged, rebuild it')
+        if f.stat().st_size != size:
+            raise DataError(f, f'{f.stat().st_size} bytes, the manifest says {size}: the store is damaged, rebuild it')
+    return m
+
 class Store:
     """A read-only, lazily memory-mapped feature store built by `build_store`."""
     def __init__(self, store_dir, tokenizer=None):
         self.dir = Path(store_dir)
-        if not (self.dir/'manifest.json').exists():
-            raise FileNotFoundError(f'{self.dir}: not a store (no manifest.json); build one with build_store')
-        self.manifest = m = load_json(self.dir/'manifest.json')
-        if m.get('format_version') != FORMAT_VERSION:
-            raise DataError(self.dir/'manifest.json', f'store format {m.get("format_version")}, '
-                                                      f'this version reads {FORMAT_VERSION}: rebuild the store')
+        self.manifest = m = read_manifest(self.dir)
         if tokenizer is not None:
             tok = _as_tokenizer(tokenizer)
             fp, want = tokenizer_fingerprint(tok), m['tokenizer']
             if fp != want['fingerprint']:
-                raise ValueError(f"store {self.dir} was built with tokenizer {want['path'] or want['name']} "
+                raise KitError(f"store {self.dir} was built with tokenizer {want['path'] or want['name']} "
                                  f"({want['fingerprint']}); asked to read it with "
                                  f"{getattr(tok, 'name_or_path', '') or type(tok).__name__} ({fp})")
-        size = (self.dir/'frames.f16').stat().st_size
-        if size != m['frames'] * FRAME_DIM * 2:
-            raise DataError(self.dir/'frames.f16', f'{size} bytes, the manifest says {m["frames"]} frames: '
-                                                   'the store is damaged, rebuild it')
         self.special = m['special_tokens']
         self.cls_id, self.sep_id, self.pad_id = self.special['cls'], self.special['sep'], self.special['pad']
         self.mask_id, self.unk_id = self.special['mask'], self.special['unk']
@@ -279,12 +343,12 @@ def rows_of(self: Store, ids) -> np.ndarray:
 
 @patch
 def rows(self: Store, split=None) -> np.ndarray:
-    """Rows of one split, of several (a list of names), or of all videos (`None`)."""
+    """Rows of one split, of several (a list of names), or of all videos (`None`), in row order."""
     if split is None: return np.arange(len(self))
     names = [split] if isinstance(split, str) else list(split)
     bad = [s for s in names if s not in SPLITS]
-    if bad: raise ValueError(f'unknown splits {bad}; choose from {SPLITS}')
-    return np.flatnonzero(np.isin(self._get('split'), [SPLITS.index(s) for s in names]))
+    if bad: raise KitError(f'unknown splits {bad}; choose from {SPLITS}')
+    return np.unique(np.concatenate([self._get(f'rows_{s}') for s in names]))   # a video may be in several
 
 # %% ../nbs/03_store.ipynb #e5f11def
 @patch
@@ -331,23 +395,30 @@ def pairs(self: Store) -> pd.DataFrame:
                              similarity=np.asarray(self._get('pair_similarity')), row1=rows[:, 0], row2=rows[:, 1]))
 
 # %% ../nbs/03_store.ipynb #b77388db
-def store_matches(store_dir, data_dir, tokenizer, splits: Sequence[str] = SPLITS, max_tokens: int = 256) -> bool:
-    """Whether the store at `store_dir` was built from these inputs with this tokenizer and settings."""
-    p = Path(store_dir)/'manifest.json'
-    if not p.exists(): return False
-    m = load_json(p)
+def store_problem(store_dir, data_dir, tokenizer, splits: Sequence[str] = SPLITS, max_tokens: int = 256) -> str:
+    """Why the store at `store_dir` cannot serve these inputs, tokenizer and settings ('' when it can)."""
+    if not (Path(store_dir)/'manifest.json').exists(): return 'no store yet'
+    try: m = read_manifest(store_dir)
+    except DataError as e: return str(e)
     files, plan = _plan(data_dir, splits)
     strip = lambda ins: [(i['file'], i['bytes']) for i in ins]
-    return (m.get('format_version') == FORMAT_VERSION and m['splits'] == list(splits) and m['max_tokens'] == max_tokens
-            and strip(m['inputs']) == strip(_inputs(data_dir, files, plan, splits))
-            and m['tokenizer']['fingerprint'] == tokenizer_fingerprint(_as_tokenizer(tokenizer)))
+    if strip(m['inputs']) != strip(_inputs(data_dir, files, plan, splits)): return 'built from other input files'
+    if (m['splits'], m['max_tokens']) != (list(splits), max_tokens): return 'built with other splits or max_tokens'
+    if m['tokenizer']['fingerprint'] != tokenizer_fingerprint(_as_tokenizer(tokenizer)): return 'built with another tokenizer'
+    return ''
+
+def store_matches(store_dir, data_dir, tokenizer, splits: Sequence[str] = SPLITS, max_tokens: int = 256) -> bool:
+    """Whether the store at `store_dir` was built from these inputs with this tokenizer and settings, and is whole."""
+    return not store_problem(store_dir, data_dir, tokenizer, splits, max_tokens)
 
 def open_store(data_dir, store_dir, tokenizer, splits: Sequence[str] = SPLITS, max_tokens: int = 256,
-               progress=True) -> Store:
-    """Open the store at `store_dir`, (re)building it first unless it matches the inputs and tokenizer."""
+               progress=True, nonfinite: str = 'error') -> Store:
+    """Open the store at `store_dir`, (re)building it first when it is missing, stale or damaged (saying why)."""
     tok = _as_tokenizer(tokenizer)
-    if not store_matches(store_dir, data_dir, tok, splits, max_tokens):
-        build_store(data_dir, store_dir, tok, splits, max_tokens, progress, overwrite=True)
+    why = store_problem(store_dir, data_dir, tok, splits, max_tokens)
+    if why:
+        if progress and why != 'no store yet': print(f'{store_dir}: {why}; rebuilding it')
+        build_store(data_dir, store_dir, tok, splits, max_tokens, progress, overwrite=True, nonfinite=nonfinite)
     return Store(store_dir, tok)
 
 # %% ../nbs/03_store.ipynb #046b9650
@@ -396,7 +467,7 @@ def text_ids(title, asr, max_len: int, cls: int, sep: int, pad: int, text: str =
         t = min(len(body), max_len - 3)
         ids[2:2 + t] = body[:t]
         n = 3 + t
-    else: raise ValueError(f"text must be one of {TEXT_INPUTS}, got {text!r}")
+    else: raise KitError(f"text must be one of {TEXT_INPUTS}, got {text!r}")
     ids[0], ids[1], ids[n - 1] = cls, sep, sep
     ids[n:] = pad
     mask[:n] = True
@@ -438,7 +509,7 @@ def _multi_hot(tag_index, T) -> torch.Tensor:
 class VideoDataset(Dataset):
     """Videos of a store as fixed-shape numpy items (frames, text ids, masks, tag indices)."""
     def __init__(self, store: Store, rows=None, max_frames: int = 32, max_text_len: int = 36, text: str = 'title'):
-        if text not in TEXT_INPUTS: raise ValueError(f"text must be one of {TEXT_INPUTS}, got {text!r}")
+        if text not in TEXT_INPUTS: raise KitError(f"text must be one of {TEXT_INPUTS}, got {text!r}")
         self.store, self.max_frames, self.max_text_len, self.text = store, max_frames, max_text_len, text
         by_split = rows is None or isinstance(rows, str) or (len(rows) and isinstance(rows[0], str))
         self.rows = store.rows(rows) if by_split else np.asarray(rows, np.int64)

@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 import numpy as np
 import pandas as pd
-from .core import DataError, EMB_DIM, atomic_write, load_json, save_json
+from .core import DataError, EMB_DIM, KitError, atomic_write, load_json, save_json
 from .records import read_labels
 from .store import load_tokenizer, open_store
 from .stage import Inputs, cosine_metrics, embed_rows, load_run, pair_cosines, pair_metrics, rank_target
@@ -23,9 +23,9 @@ __all__ = ['F16_MAX', 'save_embeddings', 'load_embeddings', 'as_embeddings', 'em
 # %% ../nbs/10_submit.ipynb #3419e81e
 def _check_pair(ids, emb, what='embeddings') -> tuple[list, np.ndarray]:
     emb = np.asarray(emb)
-    if emb.ndim != 2: raise ValueError(f'{what}: expected a 2-d (videos, dim) array, got shape {emb.shape}')
+    if emb.ndim != 2: raise KitError(f'{what}: expected a 2-d (videos, dim) array, got shape {emb.shape}')
     ids = list(ids)
-    if len(ids) != len(emb): raise ValueError(f'{what}: {len(ids)} ids but {len(emb)} embedding rows')
+    if len(ids) != len(emb): raise KitError(f'{what}: {len(ids)} ids but {len(emb)} embedding rows')
     return ids, emb
 
 def save_embeddings(path, ids, emb) -> Path:
@@ -59,12 +59,13 @@ def load_embeddings(path) -> tuple[list[str], np.ndarray]:
             return z['ids'].tolist(), np.asarray(z['emb'], np.float32)
     if suf == '.json': return _from_json_text(path.read_text(encoding='utf-8'), path)
     if suf == '.zip':
+        if not zipfile.is_zipfile(path): raise DataError(path, 'not a zip file (a submission is result.json zipped)')
         with zipfile.ZipFile(path) as z:
             names = [n for n in z.namelist() if n.endswith('.json')]
             name = 'result.json' if 'result.json' in names else (names[0] if len(names) == 1 else None)
             if name is None: raise DataError(path, f'expected result.json inside the zip, found {z.namelist()}')
             return _from_json_text(z.read(name).decode('utf-8'), f'{path}:{name}')
-    raise ValueError(f'{path}: unknown embedding file type {suf!r} (expected .npz, .json or .zip)')
+    raise KitError(f'{path}: unknown embedding file type {suf!r} (expected .npz, .json or .zip)')
 
 def as_embeddings(src) -> tuple[list[str], np.ndarray]:
     """`(ids, emb)` from a path (see `load_embeddings`) or an `(ids, emb)` pair."""
@@ -78,7 +79,7 @@ def embed_split(model, store, split='test_a', inputs: Inputs = Inputs(), batch_s
                 progress=True) -> tuple[list[str], np.ndarray]:
     """`(ids, emb)` of the videos of a store split (a name) or of a list of ids, embedded by `model`."""
     rows = store.rows(split) if isinstance(split, str) else store.rows_of(list(split))
-    if len(rows) == 0: raise ValueError(f'no videos to embed in {split!r} (is the split in the store?)')
+    if len(rows) == 0: raise KitError(f'no videos to embed in {split!r} (is the split in the store?)')
     emb = embed_rows(model, store, rows, inputs, batch_size=batch_size, device=device, progress=progress)
     return store.ids[rows].tolist(), emb
 
@@ -122,7 +123,7 @@ def validate_submission(ids, emb, expected_ids=None, dim: int = EMB_DIM):
         if len(over):
             bad.append(f'{len(over)} vectors hold values beyond float16 range ±{F16_MAX:g} '
                        f'(e.g. ids {_few(ids[r] for r in over)})')
-    if bad: raise ValueError('bad submission: ' + '; '.join(bad))
+    if bad: raise KitError('bad submission: ' + '; '.join(bad))
 
 # %% ../nbs/10_submit.ipynb #d26556af
 @lru_cache(1)
@@ -152,7 +153,7 @@ def write_submission(ids, emb, out='submissions/submission.zip', expected_ids=No
 def _labels(labels) -> pd.DataFrame:
     if isinstance(labels, pd.DataFrame):
         missing = {'id1', 'id2', 'similarity'} - set(labels.columns)
-        if missing: raise ValueError(f'labels lack columns {sorted(missing)}')
+        if missing: raise KitError(f'labels lack columns {sorted(missing)}')
         return labels
     return read_labels(labels)
 
@@ -162,15 +163,16 @@ def pair_vectors(ids, emb, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     pos = {str(i): k for k, i in enumerate(ids)}
     need = pd.unique(np.concatenate([lab.id1.astype(str).to_numpy(), lab.id2.astype(str).to_numpy()]))
     miss = [i for i in need if i not in pos]
-    if miss: raise ValueError(f'{len(miss)} of the {len(need)} labelled videos have no vector (e.g. {_few(miss)})')
+    if miss: raise KitError(f'{len(miss)} of the {len(need)} labelled videos have no vector (e.g. {_few(miss)})')
     r1 = np.array([pos[i] for i in lab.id1.astype(str)], np.int64)
     r2 = np.array([pos[i] for i in lab.id2.astype(str)], np.int64)
     emb = np.asarray(emb)
     return emb[r1], emb[r2], lab.similarity.to_numpy(np.float64)
 
-def score_submission(submission, labels) -> dict:
+def score_submission(submission, labels, dim: int = EMB_DIM) -> dict:
     """The competition's score: Spearman of pair cosines against the labels; returns `dict(spearman, pairs)`."""
     ids, emb = as_embeddings(submission)
+    validate_submission(ids, emb, dim=dim)          # what the submitter refuses, the scorer refuses too
     m = pair_metrics(*pair_vectors(ids, emb, labels))
     return dict(spearman=m['spearman'], pairs=m['pairs'])
 

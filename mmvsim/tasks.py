@@ -8,6 +8,7 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from .core import KitError
 from .model import VideoBert, VideoBertOutput, bert_param_groups
 
 # %% auto #0
@@ -131,8 +132,8 @@ def parse_tasks(names) -> tuple:
     if isinstance(names, str): names = [n for n in names.replace(' ', '').split(',') if n]
     names = [n.lower() for n in names]
     bad = [n for n in names if n not in TASKS]
-    if bad: raise ValueError(f'unknown pretraining task(s) {bad}; valid names: {list(TASKS)}')
-    if not names: raise ValueError(f'no pretraining task selected; valid names: {list(TASKS)}')
+    if bad: raise KitError(f'unknown pretraining task(s) {bad}; valid names: {list(TASKS)}')
+    if not names: raise KitError(f'no pretraining task selected; valid names: {list(TASKS)}')
     return tuple(t for t in TASKS if t in names)
 
 def build_tasks(names, hidden: int, num_tags: int = 10000, frame_dim: int = 1536,
@@ -155,7 +156,7 @@ class PretrainModel(nn.Module):
         self.tasks = build_tasks(self.task_names, model.cfg.hidden, num_tags, model.cfg.frame_dim,
                                  itc_temperature, itc_learnable)
         unknown = set(weights or {}) - set(TASKS)
-        if unknown: raise ValueError(f'weights for unknown task(s) {sorted(unknown)}; valid names: {list(TASKS)}')
+        if unknown: raise KitError(f'weights for unknown task(s) {sorted(unknown)}; valid names: {list(TASKS)}')
         self.weights = {**TASK_WEIGHTS, **(weights or {})}
         self.special_ids, self.mask_id = tuple(special_ids), mask_id
         self.mlm_prob, self.mfm_prob = mlm_prob, mfm_prob

@@ -20,13 +20,13 @@ from accelerate.utils import set_seed as _seed_all
 from safetensors.torch import save as _st_bytes, load_model as _st_load_model
 from tqdm.auto import tqdm
 from transformers import get_scheduler
-from .core import Config, atomic_write, save_json, load_json
+from .core import Config, KitError, atomic_write, save_json, load_json
 
 # %% auto #0
 __all__ = ['TrainConfig', 'EpochSampler', 'optimizer_groups', 'build_optimizer', 'build_scheduler', 'save_weights',
            'load_weights', 'read_metrics', 'plot_metrics', 'latest_checkpoint', 'setup_accelerator', 'TrainState',
-           'LogWindow', 'TrainRun', 'setup_run', 'save_checkpoint', 'resume_state', 'epoch_batches', 'one_batch',
-           'update_ema', 'keep_best', 'maybe_evaluate', 'log_step', 'finish', 'train']
+           'LogWindow', 'TrainRun', 'setup_run', 'Diverged', 'check_finite', 'save_checkpoint', 'resume_state',
+           'epoch_batches', 'one_batch', 'update_ema', 'keep_best', 'maybe_evaluate', 'log_step', 'finish', 'train']
 
 # %% ../nbs/06_train.ipynb #f8fc4ddf
 _SCHEDULES = {'cosine': 'cosine', 'linear': 'linear', 'constant': 'constant_with_warmup'}   # ours -> transformers'
@@ -34,7 +34,7 @@ _PRECISIONS = ('auto', 'no', 'bf16', 'fp16')
 
 def _require(cfg, name: str, ok: bool, rule: str):
     """Raise `ValueError('<name> must be <rule> (got <value>)')` unless `ok`."""
-    if not ok: raise ValueError(f'{name} must be {rule} (got {getattr(cfg, name)!r})')
+    if not ok: raise KitError(f'{name} must be {rule} (got {getattr(cfg, name)!r})')
 
 @dataclass
 class TrainConfig(Config):
@@ -73,7 +73,7 @@ class TrainConfig(Config):
         for k in ('lr_bert', 'lr_new'):
             _require(self, k, 0 <= getattr(self, k) < math.inf, '>= 0 and finite (0 freezes)')
         if not (self.epochs or self.max_steps):
-            raise ValueError('epochs and max_steps must not both be 0 (got 0 and 0): nothing to train')
+            raise KitError('epochs and max_steps must not both be 0 (got 0 and 0): nothing to train')
         _require(self, 'warmup_ratio', 0 <= self.warmup_ratio < 1, 'in [0, 1)')
         _require(self, 'ema_decay', 0 <= self.ema_decay < 1, 'in [0, 1), 0 = off')
         _require(self, 'schedule', self.schedule in _SCHEDULES, f'one of {list(_SCHEDULES)}')
@@ -83,7 +83,7 @@ class TrainConfig(Config):
         """The mixed precision mode this machine will use."""
         if self.mixed_precision == 'auto': return 'bf16' if torch.cuda.is_available() else 'no'
         if self.mixed_precision not in ('no', 'bf16', 'fp16'):
-            raise ValueError(f'mixed_precision: {self.mixed_precision!r}')
+            raise KitError(f'mixed_precision: {self.mixed_precision!r}')
         return self.mixed_precision
 
 # %% ../nbs/06_train.ipynb #7d624b17
@@ -117,7 +117,7 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
 def build_scheduler(optimizer, cfg: TrainConfig, total_steps: int):
     """Linear warmup over `warmup_ratio · total_steps`, then `cfg.schedule` (per optimizer step)."""
     if cfg.schedule not in _SCHEDULES:
-        raise ValueError(f'schedule must be one of {list(_SCHEDULES)}, got {cfg.schedule!r}')
+        raise KitError(f'schedule must be one of {list(_SCHEDULES)}, got {cfg.schedule!r}')
     return get_scheduler(_SCHEDULES[cfg.schedule], optimizer,
                          num_warmup_steps=math.ceil(cfg.warmup_ratio * total_steps), num_training_steps=total_steps)
 
@@ -350,7 +350,7 @@ def setup_run(model: nn.Module, dataset, cfg: TrainConfig, run_dir, collate_fn=N
     model.to(acc.device)
     opt = build_optimizer(model, cfg)
     model, opt, dl = acc.prepare(model, opt, dl)
-    if len(dl) == 0: raise ValueError(f'{len(dataset)} samples make no batch of {cfg.batch_size} per process')
+    if len(dl) == 0: raise KitError(f'{len(dataset)} samples make no batch of {cfg.batch_size} per process')
     total = cfg.max_steps or cfg.epochs * math.ceil(len(dl) / cfg.grad_accum)
     sched = acc.prepare_scheduler(build_scheduler(opt.optimizer, cfg, total))
     raw = acc.unwrap_model(model)
@@ -360,10 +360,31 @@ def setup_run(model: nn.Module, dataset, cfg: TrainConfig, run_dir, collate_fn=N
                     fwd=torch.compile(model) if cfg.compile else model, opt=opt, sched=sched, dl=dl, sampler=sampler,
                     gen=gen, total=total, ema=ema, eval_fn=eval_fn, t_start=t0)
 
+# %% ../nbs/06_train.ipynb #3fe3d2e9
+class Diverged(RuntimeError):
+    """Training produced a non-finite loss or weights; nothing of that state was saved."""
+
+def _bad_weights(model: nn.Module) -> list[str]:
+    """Names of the parameters holding NaN or inf."""
+    ps = [(n, p) for n, p in model.named_parameters()]
+    ok = torch.stack([torch.isfinite(p).all() for _, p in ps]).tolist() if ps else []
+    return [n for (n, _), fine in zip(ps, ok) if not fine]
+
+def check_finite(r, st, values: dict | None = None, weights: bool = False):
+    """Raise `Diverged` if any of `values` (or, with `weights`, any parameter) is NaN or infinite."""
+    bad = [f'{k}={v}' for k, v in (values or {}).items() if isinstance(v, (int, float)) and not math.isfinite(v)]
+    if weights: bad += [f'weights {", ".join(w[:3])}' + (', ...' if len(w) > 3 else '') for w in [_bad_weights(r.raw)] if w]
+    if not bad: return
+    last = f'the last good checkpoint (step {r.last_saved}) is kept' if r.last_saved else 'no checkpoint was saved yet'
+    raise Diverged(f'{r.run_dir}: step {st.step}: not finite: {"; ".join(bad)}. Training stopped without saving this '
+                   f'state: {last}, and no final or best weights were written from it. Lower the learning rate '
+                   f'(lr_bert, lr_new) or look for NaN/inf in the inputs.')
+
 # %% ../nbs/06_train.ipynb #8d2b6f01
 def save_checkpoint(r: TrainRun, st: TrainState):
     """Save the full training state atomically into `checkpoint/step-NNNNNN` and point `latest.json` at it."""
     st.pending = r.window.pending(r.acc)          # a resumed run goes on with these log sums
+    check_finite(r, st, st.pending['sums'], weights=True)
     acc, ck, name = r.acc, r.run_dir/'checkpoint', f'step-{st.step:06d}'
     tmp, final = ck/f'.tmp-{name}', ck/name
     if acc.is_main_process:
@@ -391,7 +412,7 @@ def resume_state(r: TrainRun, resume: bool = True) -> TrainState:
     if last is not None:
         saved = TrainState.load(last/'trainer_state.json')
         if (saved.batches_per_epoch, saved.num_processes) != (st.batches_per_epoch, st.num_processes):
-            raise ValueError(f'{last}: saved with {saved.num_processes} processes × {saved.batches_per_epoch} '
+            raise KitError(f'{last}: saved with {saved.num_processes} processes × {saved.batches_per_epoch} '
                              f'batches per epoch; now {st.num_processes} × {st.batches_per_epoch}: '
                              'cannot resume exactly')
         r.acc.load_state(str(last))               # weights, optimizer, scheduler, every process's RNG states
@@ -440,6 +461,7 @@ def update_ema(r: TrainRun):
 def keep_best(r: TrainRun, st: TrainState, metrics: dict) -> bool:
     """If `metrics[best_metric]` beats the state's best, record it and save the evaluated weights in `best/`."""
     v, cfg = metrics[r.cfg.best_metric], r.cfg
+    if not math.isfinite(v): return False         # e.g. the Spearman of constant cosines: never a best
     if st.best is not None and not (v > st.best if cfg.greater_is_better else v < st.best): return False
     st.best, st.best_step = v, st.step
     if r.acc.is_main_process:
@@ -458,6 +480,7 @@ def maybe_evaluate(r: TrainRun, st: TrainState, due: bool) -> dict | None:
     m.train(was)
     r.raw.train()
     metrics = broadcast_object_list([metrics])[0]   # one truth: the main process's
+    check_finite(r, st, weights=True)
     r.last_eval = metrics
     if r.cfg.best_metric: keep_best(r, st, metrics)
     return metrics
@@ -471,6 +494,7 @@ def log_step(r: TrainRun, st: TrainState, metrics: dict | None = None, bar=None)
     if len(lrs) > 1:
         rec.update({f"lr_{g.get('name', i)}": lr for i, (g, lr) in enumerate(zip(r.opt.param_groups, lrs))})
     means, sps = r.window.close(r.acc)            # every process: the means are a collective
+    check_finite(r, st, means)
     rec.update(means)
     if r.grad_norm is not None: rec['grad_norm'] = float(r.grad_norm)
     rec['samples_per_s'] = sps
@@ -486,6 +510,7 @@ def finish(r: TrainRun, st: TrainState, stopped: bool) -> dict:
     """End a call: the last checkpoint, final weights, plot and `train_summary.json`; returns the summary."""
     if r.last_saved != st.step: save_checkpoint(r, st)   # defensive: the loop saves at its last step
     main = r.acc.is_main_process
+    check_finite(r, st, weights=True)
     if main and not stopped:
         save_weights(r.raw, r.run_dir/'model.safetensors')
         if r.ema is not None: save_weights(r.ema.module, r.run_dir/'model_ema.safetensors')
@@ -507,7 +532,7 @@ def train(model: nn.Module, dataset, cfg: TrainConfig, run_dir, collate_fn=None,
           resume: bool = True, stop_after: int | None = None) -> dict:
     """Train `model` on `dataset` (resuming from `run_dir` if it holds a checkpoint); returns a summary dict."""
     if cfg.best_metric and eval_fn is None:
-        raise ValueError(f"best_metric={cfg.best_metric!r} needs an eval_fn to compute it (or best_metric='')")
+        raise KitError(f"best_metric={cfg.best_metric!r} needs an eval_fn to compute it (or best_metric='')")
     r = setup_run(model, dataset, cfg, run_dir, collate_fn, eval_fn)
     st = resume_state(r, resume)
     bar = tqdm(total=r.total, initial=st.step, disable=not r.acc.is_main_process, desc='train', dynamic_ncols=True)

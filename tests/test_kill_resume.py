@@ -1,0 +1,124 @@
+"""Every stage that writes, killed with SIGKILL at a random point and run again with the same command, ends with the
+same files as an uninterrupted run: synth, store, pretrain, finetune and ensemble (the ablation grid: test_ablate)."""
+import hashlib, json, os, random, signal, subprocess, sys, zipfile
+from pathlib import Path
+import pytest
+from safetensors.torch import load_file
+import torch
+from mmvsim.synth import generate
+
+ROOT = Path(__file__).resolve().parents[1]
+MMVSIM = str(Path(sys.executable).parent/'mmvsim')
+ENV = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', TQDM_DISABLE='1')   # deterministic, one core each
+
+
+def run(args, kill_after=None):
+    """Run `mmvsim args`; with `kill_after` seconds, SIGKILL it then (if still running). Returns the exit code."""
+    p = subprocess.Popen([MMVSIM, *map(str, args)], env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if kill_after is None:
+        err = p.communicate(timeout=600)[1]
+        assert p.returncode == 0, err.decode()[-3000:]
+        return 0
+    try: p.wait(timeout=kill_after)
+    except subprocess.TimeoutExpired:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    return p.returncode
+
+
+def killed_then_rerun(args, seconds, rng):
+    """Kill the command at a random moment of a run of about `seconds`, then run it again to the end."""
+    code = run(args, kill_after=rng.uniform(0.3, seconds))
+    run(args)
+    return code
+
+
+def files(d: Path, skip=()) -> dict:
+    """Every file under `d` by relative path, with its content hash (leaving out `skip` names)."""
+    return {str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.rglob('*'))
+            if p.is_file() and p.name not in skip}
+
+
+def same_weights(a: Path, b: Path):
+    wa, wb = load_file(a), load_file(b)
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def log(run_dir: Path) -> list:
+    return [{k: v for k, v in json.loads(line).items() if k != 'samples_per_s'}
+            for line in (run_dir/'metrics.jsonl').read_text().splitlines()]
+
+
+@pytest.fixture(scope='module')
+def tiny(tmp_path_factory):
+    d = tmp_path_factory.mktemp('kill')
+    generate(d/'tiny', 'tiny', progress=False)
+    return d
+
+
+@pytest.fixture
+def rng(request):
+    seed = random.randrange(10**6)
+    print(f'{request.node.name}: kill times drawn with seed {seed}')
+    return random.Random(seed)
+
+
+def test_synth(tiny, rng):
+    run(['synth', '--preset', 'tiny', '--out', tiny/'ref', '--seed', 3])
+    args = ['synth', '--preset', 'tiny', '--out', tiny/'again', '--seed', 3, '--overwrite']
+    killed_then_rerun(args, 8, rng)
+    assert files(tiny/'again', skip={'meta.json'}) == files(tiny/'ref', skip={'meta.json'})
+    assert not (tiny/'again.partial').exists() and not (tiny/'again.replaced').exists()
+
+
+def test_store(tiny, rng):
+    run(['store', '--data', tiny/'tiny', '--out', tiny/'store_ref'])
+    killed_then_rerun(['store', '--data', tiny/'tiny', '--out', tiny/'store_again'], 8, rng)
+    strip = lambda fs: {k: v for k, v in fs.items() if k != 'manifest.json'}
+    assert strip(files(tiny/'store_again')) == strip(files(tiny/'store_ref'))
+    assert not list(tiny.glob('.store_again.*.tmp'))
+
+
+STAGE = ['--data-dir', None, '--store-dir', None, '--max-frames', 8, '--max-text-len', 16, '--batch-size', 16,
+         '--log-every', 1, '--save-every', 2, '--no-plot']
+
+
+def stage_args(tiny, *more):
+    a = list(STAGE)
+    a[1], a[3] = tiny/'tiny', tiny/'store_ref'
+    return a + list(more)
+
+
+def test_pretrain(tiny, rng):
+    args = stage_args(tiny, '--max-steps', 14, '--lr-bert', 2e-3, '--lr-new', 2e-3)
+    run(['pretrain', *args, '--run-dir', tiny/'pre_ref'])
+    killed_then_rerun(['pretrain', *args, '--run-dir', tiny/'pre_again'], 20, rng)
+    same_weights(tiny/'pre_again'/'model.safetensors', tiny/'pre_ref'/'model.safetensors')
+    assert log(tiny/'pre_again') == log(tiny/'pre_ref')
+
+
+def test_finetune(tiny, rng):
+    args = stage_args(tiny, '--model-size', 'tiny', '--split', 'kfold', '--folds', 4, '--max-steps', 12,
+                      '--eval-every', 4, '--lr-bert', 1e-3, '--lr-new', 1e-3)
+    run(['finetune', *args, '--run-dir', tiny/'ft_ref'])
+    killed_then_rerun(['finetune', *args, '--run-dir', tiny/'ft_again'], 20, rng)
+    for f in ('model.safetensors', 'best/model.safetensors'):
+        same_weights(tiny/'ft_again'/f, tiny/'ft_ref'/f)
+    assert log(tiny/'ft_again') == log(tiny/'ft_ref')
+    assert (tiny/'ft_again'/'valid_predictions.csv').read_text() == (tiny/'ft_ref'/'valid_predictions.csv').read_text()
+
+
+def test_ensemble(tiny, rng):
+    for k in ('a', 'b'):
+        run(['finetune', *stage_args(tiny, '--model-size', 'tiny', '--max-steps', 2, '--seed', 1 if k == 'a' else 2),
+             '--run-dir', tiny/f'm_{k}', '--split', 'kfold', '--folds', 4])
+        run(['embed', '--run', tiny/f'm_{k}', '--data', tiny/'tiny', '--store', tiny/'store_ref', '--split', 'test_a',
+             '--out', tiny/f'm_{k}'/'test_a.npz'])
+    args = ['ensemble', '--members', tiny/'m_a'/'test_a.npz', tiny/'m_b'/'test_a.npz', '--weights', '1,2',
+            '--data', tiny/'tiny', '--store', tiny/'store_ref']
+    run([*args, '--out', tiny/'ens_ref'/'e.zip'])
+    killed_then_rerun([*args, '--out', tiny/'ens_again'/'e.zip'], 8, rng)
+    result = lambda d: zipfile.ZipFile(d/'e.zip').read('result.json')
+    assert result(tiny/'ens_again') == result(tiny/'ens_ref')
+    for f in ('e.csv', 'e.md'): assert (tiny/'ens_again'/f).read_text() == (tiny/'ens_ref'/f).read_text()
+    assert not [p for p in (tiny/'ens_again').iterdir() if p.name.endswith('.tmp')]
