@@ -86,6 +86,16 @@ class _Flat:
         self.f.close()
         np.save(offsets_path, np.frombuffer(self.offsets, np.int64))
 
+def _finite_frames(v, path, record, nonfinite: str) -> tuple[np.ndarray, int]:
+    """The video's frames and how many values were zeroed: NaN/inf refused, or zeroed with nonfinite='zero'."""
+    fr, bad = v['frames'], ~np.isfinite(v['frames'])
+    if not bad.any(): return fr, 0
+    if nonfinite != 'zero':
+        raise DataError(path, f"video {v['id']}: {int(bad.sum())} frame values are NaN or infinite "
+                              "(build the store with nonfinite='zero' to zero them)", f'record {record}')
+    return np.where(bad, np.float16(0), fr), int(bad.sum())
+
+# %% ../nbs/03_store.ipynb #ece851b7
 class _StoreWriter:
     """Streams videos into the store files; text is tokenised in batches."""
     def __init__(self, d, tok, tag_list, max_tokens, batch_size, nonfinite='error'):
@@ -98,16 +108,6 @@ class _StoreWriter:
         self.row_of, self.dups, self.text, self.zeroed = {}, {}, [], 0
         self.digest, self.place, self.files = array('q'), array('q'), []   # per row: content hash, file and record
         self.split_rows = {s: array('q') for s in SPLITS}                    # every split's rows, duplicates included
-
-    def _frames(self, v, path, record):
-        """The video's frames, refused (or zeroed, with nonfinite='zero') where NaN or infinite."""
-        fr, bad = v['frames'], ~np.isfinite(v['frames'])
-        if not bad.any(): return fr
-        if self.nonfinite != 'zero':
-            raise DataError(path, f"video {v['id']}: {int(bad.sum())} frame values are NaN or infinite "
-                                  "(build the store with nonfinite='zero' to zero them)", f'record {record}')
-        self.zeroed += int(bad.sum())
-        return np.where(bad, np.float16(0), fr)
 
     def _seen(self, v, split, path, record, digest) -> bool:
         """Whether the video is already in the store: then it joins `split` too (a copy elsewhere must be equal)."""
@@ -122,7 +122,8 @@ class _StoreWriter:
         return True
 
     def add(self, v, split, path, record):
-        fr = self._frames(v, path, record)
+        fr, zeroed = _finite_frames(v, path, record, self.nonfinite)
+        self.zeroed += zeroed
         h = hashlib.blake2b(fr.tobytes(), digest_size=8)
         h.update(v['title'].encode('utf-8') + b'\0' + v['asr_text'].encode('utf-8'))
         digest = int.from_bytes(h.digest(), 'little', signed=True)
@@ -153,21 +154,24 @@ class _StoreWriter:
         for t in self._tokenize(titles): self.title.add(t)
         for t in self._tokenize(asrs): self.asr.add(t)
 
-    def close(self):
-        self.flush()
-        self.frames.close()
-        np.save(self.d/'frame_offsets.npy', np.frombuffer(self.frame_offsets, np.int64))
-        for k in ('title', 'asr'): getattr(self, k).close(self.d/f'{k}_offsets.npy')
-        self.tags.close(self.d/'tag_offsets.npy')
-        np.save(self.d/'category.npy', np.frombuffer(self.category, np.int64))
-        np.save(self.d/'split.npy', np.frombuffer(self.split, np.int8))
-        np.save(self.d/'has_tags.npy', np.frombuffer(self.has_tags, np.int8).astype(bool))
-        ids = np.array([i.encode('utf-8') for i in self.row_of], dtype=bytes)
-        order = np.argsort(ids, kind='stable')
-        np.save(self.d/'ids.npy', ids)
-        np.save(self.d/'ids_sorted.npy', ids[order])
-        np.save(self.d/'id_order.npy', order.astype(np.int64))
-        for s, rows in self.split_rows.items(): np.save(self.d/f'rows_{s}.npy', np.unique(np.frombuffer(rows, np.int64)))
+# %% ../nbs/03_store.ipynb #7b23faa1
+@patch
+def close(self: _StoreWriter):
+    """Write what is still buffered and the index arrays: offsets, categories, splits, ids (sorted too), rows per split."""
+    self.flush()
+    self.frames.close()
+    np.save(self.d/'frame_offsets.npy', np.frombuffer(self.frame_offsets, np.int64))
+    for k in ('title', 'asr'): getattr(self, k).close(self.d/f'{k}_offsets.npy')
+    self.tags.close(self.d/'tag_offsets.npy')
+    np.save(self.d/'category.npy', np.frombuffer(self.category, np.int64))
+    np.save(self.d/'split.npy', np.frombuffer(self.split, np.int8))
+    np.save(self.d/'has_tags.npy', np.frombuffer(self.has_tags, np.int8).astype(bool))
+    ids = np.array([i.encode('utf-8') for i in self.row_of], dtype=bytes)
+    order = np.argsort(ids, kind='stable')
+    np.save(self.d/'ids.npy', ids)
+    np.save(self.d/'ids_sorted.npy', ids[order])
+    np.save(self.d/'id_order.npy', order.astype(np.int64))
+    for s, rows in self.split_rows.items(): np.save(self.d/f'rows_{s}.npy', np.unique(np.frombuffer(rows, np.int64)))
 
 # %% ../nbs/03_store.ipynb #1cec0d16
 def _write_videos(w: _StoreWriter, plan, data_dir, progress) -> dict:
@@ -270,6 +274,7 @@ def read_manifest(store_dir) -> dict:
             raise DataError(f, f'{f.stat().st_size} bytes, the manifest says {size}: the store is damaged, rebuild it')
     return m
 
+# %% ../nbs/03_store.ipynb #459af833
 class Store:
     """A read-only, lazily memory-mapped feature store built by `build_store`."""
     def __init__(self, store_dir, tokenizer=None):

@@ -46,10 +46,13 @@ def refused(e: Exception, path, place: str, kind=DataError):
     assert str(path) in str(e) and re.search(place, str(e)), str(e)
 
 
-def count(name, bad: bool):
-    t = TRIED.setdefault(name, [0, 0])
-    t[0] += 1
-    t[1] += bad
+def tried(name):
+    """Count a bad-input case as tried (before its refusal is checked)."""
+    TRIED.setdefault(name, [0, 0])[0] += 1
+
+def refused_ok(name):
+    """Count it as refused with a clear message (after the check passed)."""
+    TRIED[name][1] += 1
 
 
 @SETTINGS
@@ -75,9 +78,10 @@ def test_records_damage_refused(vs, data, tmp_path):
         raw[i] ^= 1 << data.draw(st.integers(0, 7))
     else: raw += bytes(data.draw(st.binary(min_size=1, max_size=20)))
     p.write_bytes(bytes(raw))
+    tried('damaged TFRecord files')
     with pytest.raises(Exception) as e: list(read_records(p))
     refused(e.value, p, r'record \d+')
-    count('damaged TFRecord files', True)
+    refused_ok('damaged TFRecord files')
 
 
 @st.composite
@@ -115,9 +119,10 @@ def test_labels_damage_refused(lab, bad, data, tmp_path):
     at = data.draw(st.integers(0, len(lines)))
     lines.insert(at, bad.format(a=lab.id1.iloc[0], b=lab.id2.iloc[0]))
     p.write_text('\n'.join(lines) + '\n')
+    tried('damaged label lines')
     with pytest.raises(Exception) as e: read_labels(p)
     refused(e.value, p, rf'line {at + 1}\b')
-    count('damaged label lines', True)
+    refused_ok('damaged label lines')
 
 
 @st.composite
@@ -149,24 +154,27 @@ def test_submission_validator(sub, defect):
         back_ids, back = load_embeddings(z)
         assert back_ids == vids and np.array_equal(back, emb.astype(np.float16).astype(np.float32))
         return
+    tried('bad submissions')
     with pytest.raises(KitError) as e: write_submission(vids, emb, out, expected_ids=expected)
     assert str(e.value).startswith('bad submission: ') and not out.exists()
     if defect in ('dim', 'nan', 'inf', 'huge', 'duplicate', 'int ids'):      # the scorer refuses the same ones
         labels = pd.DataFrame(dict(id1=[expected[0]], id2=[expected[1]], similarity=[0.5]))
         with pytest.raises(KitError): score_submission((vids, emb), labels)
-    count('bad submissions', True)
+    refused_ok('bad submissions')
 
 
 def test_not_a_zip(tmp_path):
     p = tmp_path/'s.zip'
     p.write_text('result.json is not here')
+    tried('bad submission files')
+    tried('bad submission files')
     with pytest.raises(KitError) as e: load_embeddings(p)
     refused(e.value, p, 'not a zip file')
     with zipfile.ZipFile(tmp_path/'t.zip', 'w') as z: z.writestr('result.json', '{"1": [1, 2], "2": "x"}')
     with pytest.raises(KitError) as e: load_embeddings(tmp_path/'t.zip')
     refused(e.value, tmp_path/'t.zip', 'every value must be a list')
-    count('bad submission files', True)
-    count('bad submission files', True)
+    refused_ok('bad submission files')
+    refused_ok('bad submission files')
 
 
 VOCAB = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'] + list('的一是在不了有和人这中大为上个国我以要他时来用们')
@@ -208,15 +216,16 @@ def test_store_round_trip_and_damage(vs, data, vocab):
         elif how == 'truncate': f.write_bytes(f.read_bytes()[:-1]) if f.stat().st_size else f.unlink()
         else:
             with open(f, 'ab') as g: g.write(b'\0')
+        tried('damaged store files')
         with pytest.raises(Exception) as e: Store(d/'store')
         refused(e.value, f, 'missing|the manifest says')
-        count('damaged store files', True)
+        refused_ok('damaged store files')
 
 
-def test_zz_report():
-    """How many bad-input cases the properties above tried (all refused with file and place, or they would fail)."""
-    total = sum(t for t, _ in TRIED.values())
-    print('\nbad-input cases tried and refused with a clear message:')
-    for name, (t, b) in sorted(TRIED.items()): print(f'  {name}: {b}/{t}')
-    print(f'  in all: {total}')
-    assert total > 0
+def test_zz_report(capsys):
+    """How many bad-input cases the properties above tried (each refused with file and place, or a test failed)."""
+    total, refused_ = sum(t for t, _ in TRIED.values()), sum(b for _, b in TRIED.values())
+    with capsys.disabled():
+        print(f'\nbad-input cases tried: {total}, refused with a message naming file and place: {refused_}')
+        for name, (t, b) in sorted(TRIED.items()): print(f'  {name}: {b} of {t}')
+    assert total > 0 and refused_ == total
