@@ -404,6 +404,7 @@ def grid_tables(grid: Grid, results: pd.DataFrame) -> dict[str, pd.DataFrame]:
             lines.append(d | dict(zip(_ORIGINAL, o)))
         if t.get('oracle'): lines.append({'row': 'oracle (true latents)', 'as': '', 'seeds': 0} | _oracle(grid))
         out[name] = pd.DataFrame(lines).set_index('row')
+        out[name].attrs['title'] = t.get('title', name)
     return out
 
 def format_table(t: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
@@ -512,7 +513,7 @@ def plot_tables(tables: dict):
         ax.set_ylim(lo - 0.05 * max(hi - lo, 0.02) - 0.01, hi + 0.1 * max(hi - lo, 0.02) + 0.005)
         ax.set_xticks(x, rows.index, rotation=20, ha='right', fontsize=8)
         ax.set_ylabel('Spearman')
-        ax.set_title(name)
+        ax.set_title(t.attrs.get('title', name))
         ax.legend(fontsize=7)
         ax.grid(axis='y', alpha=0.3)
     return fig
@@ -540,16 +541,21 @@ def plot_epochs(grid: Grid, table: pd.DataFrame, name: str = 'epochs'):
 def plot_curves(grid: Grid, results: pd.DataFrame):
     """Every run's curves overlaid: pretraining loss, and finetuning validation Spearman, against the step."""
     from matplotlib.figure import Figure
-    fig = Figure(figsize=(12, 4.2), layout='constrained')
+    fig = Figure(figsize=(13, 4.6), layout='constrained')
     a1, a2 = fig.subplots(1, 2)
-    for j in plan_grid(grid):
+    plan, colours = plan_grid(grid), {}
+    for j in plan:                                 # one colour per pretraining run, shared by its finetuning runs
+        colours.setdefault(j.name if j.kind == 'pretrain' else (j.deps or ['scratch'])[0], f'C{len(colours) % 10}')
+    for j in plan:
         recs = read_metrics(grid.runs/j.name)
-        key = 'loss' if j.kind == 'pretrain' else 'eval_spearman'
+        key, pre = ('loss', j.name) if j.kind == 'pretrain' else ('eval_spearman', (j.deps or ['scratch'])[0])
         pts = [(r['step'], r[key]) for r in recs if key in r]
         if not pts: continue
-        label = j.name if j.kind == 'pretrain' else None
+        first = j.kind == 'pretrain' or j.rows[0][2] == grid.seeds[0]
+        label = (j.name if j.kind == 'pretrain' else f'{j.rows[0][0]}: {j.rows[0][1]}') if first else None
         ax = a1 if j.kind == 'pretrain' else a2
-        ax.plot(*zip(*pts), lw=1, alpha=0.8, marker=None if j.kind == 'pretrain' else 'o', ms=3, label=label)
+        ax.plot(*zip(*pts), lw=1, alpha=0.8, color=colours[pre], marker=None if j.kind == 'pretrain' else 'o', ms=3,
+                label=label)
     a1.set_yscale('log')
     a1.set_title('pretraining loss, every run')
     a1.set_xlabel('step')
@@ -557,8 +563,9 @@ def plot_curves(grid: Grid, results: pd.DataFrame):
     a2.set_title('finetuning: validation Spearman, every run')
     a2.set_xlabel('step')
     a2.set_ylabel('Spearman')
-    if a1.lines: a1.legend(fontsize=6)
-    for a in (a1, a2): a.grid(alpha=0.3)
+    for a in (a1, a2):
+        a.grid(alpha=0.3)
+        if a.lines: a.legend(fontsize=6)
     return fig
 
 def plot_best_member(grid: Grid, results: pd.DataFrame):
