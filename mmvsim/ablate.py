@@ -505,8 +505,9 @@ def plot_tables(tables: dict):
         for k, (m, c) in enumerate((('valid_spearman', 'tab:blue'), ('test_spearman', 'tab:orange'))):
             ax.bar(x + (k - 0.5) * 0.38, rows[m], 0.38, yerr=rows[f'{m}_std'].fillna(0), capsize=3, color=c,
                    label=m.replace('_', ' '))
-        vals = rows[['valid_spearman', 'test_spearman']].to_numpy(float)
-        lo, hi = np.nanmin(vals) if np.isfinite(vals).any() else 0, np.nanmax(vals) if np.isfinite(vals).any() else 1
+        m = rows[['valid_spearman', 'test_spearman']].to_numpy(float)
+        sd = np.nan_to_num(rows[['valid_spearman_std', 'test_spearman_std']].to_numpy(float))
+        lo, hi = (np.nanmin(m - sd), np.nanmax(m + sd)) if np.isfinite(m).any() else (0, 1)   # the error bars fit
         if 'oracle (true latents)' in t.index:
             ax.axhline(t.loc['oracle (true latents)', 'test_spearman'], color='k', ls='--', lw=1, label='oracle (test)')
             hi = max(hi, t.loc['oracle (true latents)', 'test_spearman'])
