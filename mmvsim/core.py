@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 
 # %% auto #0
-__all__ = ['FRAME_DIM', 'FRAME_BYTES', 'EMB_DIM', 'KitError', 'DataError', 'set_seed', 'atomic_write', 'save_json', 'load_json',
-           'Config', 'claim_run', 'project_root', 'data_root', 'runs_root', 'run_dir']
+__all__ = ['FRAME_DIM', 'FRAME_BYTES', 'EMB_DIM', 'KitError', 'DataError', 'widget_frontend', 'progress_bar', 'set_seed',
+           'atomic_write', 'save_json', 'load_json', 'Config', 'claim_run', 'project_root', 'data_root', 'runs_root',
+           'run_dir']
 
 # %% ../nbs/00_core.ipynb #38f2f50a
 FRAME_DIM = 1536              # float16 values per frame
@@ -29,6 +30,21 @@ class DataError(KitError):
         self.path, self.problem, self.where = str(path), problem, where
         loc = f"{self.path} {where}" if where is not None else self.path
         super().__init__(f"{loc}: {problem}")
+
+# %% ../nbs/00_core.ipynb #d6d04872
+def widget_frontend(shell=None) -> bool:
+    """Whether code runs in a Jupyter kernel driven by a person (a frontend that allows stdin), not by papermill."""
+    if shell is None:
+        try: from IPython import get_ipython
+        except ImportError: return False
+        shell = get_ipython()
+    return bool(getattr(getattr(shell, 'kernel', None), '_allow_stdin', False))
+
+def progress_bar(*args, **kw):
+    """A tqdm bar: a widget in an interactive notebook, plain text in scripts, the command line and papermill runs."""
+    if widget_frontend(): from tqdm.notebook import tqdm
+    else: from tqdm.std import tqdm
+    return tqdm(*args, **kw)
 
 # %% ../nbs/00_core.ipynb #c5d527a1
 def set_seed(seed: int):

@@ -11,8 +11,7 @@ import torch
 import torch.nn as nn
 from scipy.stats import rankdata, spearmanr
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
-from .core import Config, DataError, KitError, claim_run, runs_root, set_seed
+from .core import Config, DataError, KitError, claim_run, progress_bar, runs_root, set_seed
 from .store import TEXT_INPUTS, VideoDataset, collate_videos, load_tokenizer, open_store
 from .model import MODEL_SIZES, ModelConfig, VideoBert, model_config
 from .train import TrainConfig, latest_checkpoint, load_weights
@@ -160,7 +159,7 @@ def embed_rows(model: VideoBert, store, rows, inputs: Inputs = Inputs(), batch_s
     model.eval()
     try:
         with torch.no_grad(), torch.autocast('cuda', dtype=torch.bfloat16, enabled=dev.type == 'cuda'):
-            for b in tqdm(dl, desc='embed', disable=not progress, leave=False):
+            for b in progress_bar(dl, desc='embed', disable=not progress, leave=False):
                 b = {k: b[k].to(dev, non_blocking=True) for k in ENCODER_INPUTS}
                 out.append(model.embed(b).float().cpu())                              # (B, E)
     finally: model.train(was)

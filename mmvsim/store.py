@@ -14,8 +14,7 @@ import pandas as pd
 import torch
 from fastcore.basics import patch
 from torch.utils.data import Dataset, get_worker_info
-from tqdm.auto import tqdm
-from .core import DataError, FRAME_DIM, KitError, save_json, load_json
+from .core import DataError, FRAME_DIM, KitError, progress_bar, save_json, load_json
 from .records import (iter_raw_records, decode_video, read_labels, read_tag_list, competition_files,
                             merge_duplicate_pairs)
 
@@ -177,7 +176,7 @@ def close(self: _StoreWriter):
 def _write_videos(w: _StoreWriter, plan, data_dir, progress) -> dict:
     """Stream every record file of the plan into the writer; returns the record count of each file."""
     n_records = {}
-    with tqdm(total=sum(Path(p).stat().st_size for _, p in plan), unit='B', unit_scale=True,
+    with progress_bar(total=sum(Path(p).stat().st_size for _, p in plan), unit='B', unit_scale=True,
               desc='building store', disable=not progress) as bar:
         for split, path in plan:
             n = 0

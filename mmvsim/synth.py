@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
-from tqdm.auto import tqdm
-from .core import Config, FRAME_DIM, KitError, load_json, save_json
+from .core import Config, FRAME_DIM, KitError, load_json, progress_bar, save_json
 from .records import make_video, write_records, write_labels, write_tag_list
 
 # %% auto #0
@@ -225,7 +224,7 @@ def valid_mask(pairs: pd.DataFrame) -> np.ndarray:
 def _stream(w, rng, n, used, progress, desc):
     """Yield `n` freshly drawn pointwise videos, chunk by chunk."""
     c = w.cfg
-    with tqdm(total=n, desc=desc, disable=not progress, leave=False) as bar:
+    with progress_bar(total=n, desc=desc, disable=not progress, leave=False) as bar:
         for s in range(0, n, c.chunk):
             k = min(c.chunk, n - s)
             c1, c2 = rng.integers(0, c.cat1, k), rng.integers(0, c.cat2_per_cat1, k)
@@ -243,7 +242,7 @@ def _write_pair_sets(cfg, w: World, tmp: Path, used: set, count_tags, progress) 
         ps = sample_pairs(rng, w, nq, used)
         tagged = name == 'pairwise'
         vids = [render_video(rng, w, i, z, int(a), int(b), with_tags=True)
-                for i, z, a, b in tqdm(list(zip(ps['ids'], ps['z'], ps['c1'], ps['c2'])), desc=name,
+                for i, z, a, b in progress_bar(list(zip(ps['ids'], ps['z'], ps['c1'], ps['c2'])), desc=name,
                                        disable=not progress, leave=False)]
         if tagged: vids = [count_tags(v) for v in vids]
         public = vids if tagged else [{**v, 'tag_id': None, 'category_id': -1} for v in vids]

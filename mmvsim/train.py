@@ -18,9 +18,8 @@ from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import DistributedDataParallelKwargs, broadcast_object_list
 from accelerate.utils import set_seed as _seed_all
 from safetensors.torch import save as _st_bytes, load_model as _st_load_model
-from tqdm.auto import tqdm
 from transformers import get_scheduler
-from .core import Config, KitError, atomic_write, save_json, load_json
+from .core import Config, KitError, atomic_write, progress_bar, save_json, load_json
 
 # %% auto #0
 __all__ = ['TrainConfig', 'EpochSampler', 'optimizer_groups', 'build_optimizer', 'build_scheduler', 'save_weights',
@@ -535,7 +534,8 @@ def train(model: nn.Module, dataset, cfg: TrainConfig, run_dir, collate_fn=None,
         raise KitError(f"best_metric={cfg.best_metric!r} needs an eval_fn to compute it (or best_metric='')")
     r = setup_run(model, dataset, cfg, run_dir, collate_fn, eval_fn)
     st = resume_state(r, resume)
-    bar = tqdm(total=r.total, initial=st.step, disable=not r.acc.is_main_process, desc='train', dynamic_ncols=True)
+    bar = progress_bar(total=r.total, initial=st.step, disable=not r.acc.is_main_process, desc='train',
+                       dynamic_ncols=True)
     r.model.train()
     stopped = False
     while st.step < r.total and not stopped:
