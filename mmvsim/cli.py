@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 import pandas as pd
-from .core import KitError, load_json, runs_root
+from .core import KitError, atomic_write, load_json, runs_root
 from .train import Diverged
 from .synth import SYNTH_PRESETS, generate
 from .store import load_tokenizer, open_store
@@ -18,6 +18,7 @@ from .finetune import FinetuneConfig, finetune, valid_pairs
 from .submit import embed_run, save_embeddings, load_embeddings, write_submission, score_submission, hidden_labels
 from .ensemble import ensemble, markdown_table
 from .ablate import add_ablate_args, ablate
+from .neighbors import INDEX_KINDS, build_index, neighbors
 
 # %% auto #0
 __all__ = ['COMMANDS', 'EXPECTED', 'DEMO_INPUTS', 'reference_table', 'Command', 'parser', 'main', 'add_config_args',
@@ -194,6 +195,29 @@ def _ensemble(a):
 
 COMMANDS['ensemble'] = Command("blend several models' embeddings: weighted concat -> TruncatedSVD(256)", _ensemble_args,
                                _ensemble)
+
+# %% ../nbs/14_cli.ipynb #02500869
+def _neighbors_args(p):
+    p.add_argument('--embeddings', default='', help='an embeddings file (.npz, result.json or a submission zip)')
+    p.add_argument('--run', default='', help='or a run, to embed --split of --data with')
+    p.add_argument('--data', default='data/demo')
+    p.add_argument('--store', default='')
+    p.add_argument('--split', default='test_a')
+    p.add_argument('--queries', default='all', help="'all' or comma-separated video ids")
+    p.add_argument('--k', type=int, default=10)
+    p.add_argument('--index', default='auto', choices=INDEX_KINDS, help='auto: exact up to 30,000 videos, else HNSW')
+    p.add_argument('--out', required=True, help='a CSV file: query, rank, neighbor, cosine')
+
+def _neighbors(a):
+    if bool(a.embeddings) == bool(a.run): raise KitError('give --embeddings or --run (one of them)')
+    ids, emb = load_embeddings(a.embeddings) if a.embeddings else embed_run(a.run, _open(a.data, a.store), a.split)
+    nx = build_index(ids, emb, a.index)
+    t = neighbors(nx, queries=None if a.queries == 'all' else a.queries.split(','), k=a.k)
+    with atomic_write(a.out, 'w') as f: t.to_csv(f, index=False)
+    print(f"{len(t)} neighbours of {t['query'].nunique()} videos ({nx.kind} index over {len(ids)} videos) -> {a.out}")
+
+COMMANDS['neighbors'] = Command('the nearest videos of each video by cosine (faiss), as a CSV table', _neighbors_args,
+                                _neighbors)
 
 # %% ../nbs/14_cli.ipynb #4bb83f9b
 def _ablate(a):
