@@ -11,7 +11,7 @@ from typing import Callable
 import pandas as pd
 from .core import KitError, atomic_write, load_json, runs_root
 from .train import Diverged
-from .synth import SYNTH_PRESETS, generate
+from .synth import SYNTH_PRESETS, generate, reference_table
 from .store import load_tokenizer, open_store
 from .pretrain import PretrainConfig, pretrain
 from .finetune import FinetuneConfig, finetune, valid_pairs
@@ -21,18 +21,12 @@ from .ablate import add_ablate_args, ablate
 from .neighbors import INDEX_KINDS, build_index, neighbors
 
 # %% auto #0
-__all__ = ['COMMANDS', 'EXPECTED', 'DEMO_INPUTS', 'reference_table', 'Command', 'parser', 'main', 'add_config_args',
-           'config_from_args', 'ensure_data', 'demo']
+__all__ = ['COMMANDS', 'EXPECTED', 'DEMO_INPUTS', 'Command', 'parser', 'main', 'add_config_args', 'config_from_args',
+           'ensure_data', 'demo']
 
 # %% ../nbs/14_cli.ipynb #fb411c57
-def reference_table(meta: dict) -> pd.DataFrame:
-    """Oracle and single-modality Spearman per pair set, from a synthetic data set's meta.json."""
-    rows = {k: {m: v for m, v in s.items() if m != 'pairs'} | {'pairs': s['pairs']} for k, s in meta['scores'].items()}
-    t = pd.DataFrame(rows).T[['pairs', 'oracle', 'title', 'asr', 'frames', 'tags']]
-    t['best single / oracle'] = t[['title', 'asr', 'frames', 'tags']].max(axis=1) / t['oracle']
-    return t
-
 def _fmt(t: pd.DataFrame) -> str:
+    """A table as text with three decimals."""
     return t.to_string(float_format=lambda x: f'{x:.3f}')
 
 # %% ../nbs/14_cli.ipynb #edb66c11

@@ -390,6 +390,18 @@ def has_tags(self: Store, row) -> bool: return bool(self._get('has_tags')[row])
 def split_of(self: Store, row) -> str: return SPLITS[int(self._get('split')[row])]
 
 @patch
+def lengths(self: Store, kind: str) -> np.ndarray:
+    """Per video, by row: how many `kind` entries it has ('frame', 'title' or 'asr' tokens, 'tag')."""
+    if kind not in ('frame', 'title', 'asr', 'tag'):
+        raise KitError(f"kind must be 'frame', 'title', 'asr' or 'tag' (got {kind!r})")
+    return np.diff(self._get(f'{kind}_offsets'))
+
+@patch(as_prop=True)
+def categories(self: Store) -> np.ndarray:
+    """The second-level category of every video, by row (-1: missing)."""
+    return np.asarray(self._get('category'))
+
+@patch
 def pairs(self: Store) -> pd.DataFrame:
     """The labelled pairs of `label.tsv`, in file order: `id1, id2, similarity, row1, row2`."""
     if not self.manifest['pairs']: return pd.DataFrame(columns=['id1', 'id2', 'similarity', 'row1', 'row2'])

@@ -16,7 +16,7 @@ from .records import make_video, write_records, write_labels, write_tag_list
 
 # %% auto #0
 __all__ = ['SYNTH_PRESETS', 'SPECIALS', 'SynthConfig', 'synth_config', 'World', 'render_video', 'sample_pairs',
-           'reference_scores', 'valid_mask', 'generate']
+           'reference_scores', 'valid_mask', 'reference_table', 'generate']
 
 # %% ../nbs/02_synth.ipynb #1df0f4b0
 @dataclass
@@ -219,6 +219,14 @@ def reference_scores(pairs: pd.DataFrame, videos: dict) -> dict:
 def valid_mask(pairs: pd.DataFrame) -> np.ndarray:
     """The original's validation rule: both ids divisible by 5."""
     return ((pairs.id1.astype('int64') % 5 == 0) & (pairs.id2.astype('int64') % 5 == 0)).to_numpy()
+
+# %% ../nbs/02_synth.ipynb #3b9a99e8
+def reference_table(meta: dict) -> pd.DataFrame:
+    """Oracle and single-modality Spearman per pair set, from a synthetic data set's meta.json."""
+    rows = {k: {m: v for m, v in s.items() if m != 'pairs'} | {'pairs': s['pairs']} for k, s in meta['scores'].items()}
+    t = pd.DataFrame(rows).T[['pairs', 'oracle', 'title', 'asr', 'frames', 'tags']]
+    t['best single / oracle'] = t[['title', 'asr', 'frames', 'tags']].max(axis=1) / t['oracle']
+    return t
 
 # %% ../nbs/02_synth.ipynb #d8cc1a29
 def _stream(w, rng, n, used, progress, desc):
