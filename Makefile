@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEMO_DATA ?= data/demo
 DEMO_STORE ?= data/demo_store
 
-.PHONY: venv demo test check lint nbtest pytest lab export clean bench ablations
+.PHONY: venv demo test check lint nbtest pytest browser lab export clean bench ablations
 
 # Create the virtual environment from the pinned requirements when it is missing or stale.
 $(STAMP): requirements.txt setup.py settings.ini
@@ -39,7 +39,15 @@ lint: $(STAMP)
 nbtest: $(STAMP)
 	$(BIN)/nbdev_test --n_workers 2 --timing
 
-pytest: $(STAMP)
+# Debian's Chromium for the real-browser test, when it is missing and this machine allows it (root with apt).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's chromium for the browser test"; \
+	  (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && \
+	   apt-get install -y -q chromium >/dev/null 2>&1)) || echo "chromium could not be installed: the browser test is skipped"; \
+	else echo "no chromium, and no root with apt to install it: the browser test is skipped"; fi; }
+
+pytest: $(STAMP) browser
 	$(BIN)/pytest -q tests
 
 test: check lint nbtest pytest

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_train.ipynb #bbfafbce
 from __future__ import annotations
-import io, json, math, os, random, shutil, time
+import io, json, logging, math, os, random, shutil, time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,6 +205,15 @@ def _prune(ck: Path, keep: str | None):
 
 # %% ../nbs/06_train.ipynb #00aff375
 @contextmanager
+def _quiet(logger: str):
+    """Let a library's logger show only errors inside the block."""
+    log = logging.getLogger(logger)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try: yield
+    finally: log.setLevel(level)
+
+@contextmanager
 def _rng_kept():
     """Restore the Python, NumPy and torch (CPU and CUDA) RNG states on exit."""
     py, npy = random.getstate(), np.random.get_state()
@@ -390,7 +399,8 @@ def save_checkpoint(r: TrainRun, st: TrainState):
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     acc.wait_for_everyone()
-    acc.save_state(str(tmp))                      # every process writes its own RNG state
+    with _quiet('accelerate.utils.other'):        # it warns that tied weights are saved once: they are, by design
+        acc.save_state(str(tmp))                  # every process writes its own RNG state
     if acc.is_main_process:
         if r.ema is not None: save_weights(r.ema, tmp/'ema.safetensors')
         st.save(tmp/'trainer_state.json')
