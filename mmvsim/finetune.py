@@ -229,7 +229,7 @@ def finetune(cfg: FinetuneConfig, progress=True, stop_after=None) -> dict:
     """Run the finetuning stage; returns its summary (also saved as `metrics.json` in the run directory)."""
     cfg, run, store = start_stage(cfg, progress)
     tr, va = _split(store, cfg, run)
-    ds = PairDataset(store, tr, cfg.max_frames, cfg.max_text_len, cfg.text)
+    ds = PairDataset(store, tr, cfg.max_frames, cfg.max_text_len, cfg.text, cfg.padding)
     model = build_encoder(cfg.start(), store.vocab_size, cfg.max_frames)
     model.cfg.save(run/'model_config.json')
     eval_fn, embeddings = _validator(store, va, Inputs.of(cfg, store), cfg.eval_batch_size)

@@ -42,7 +42,7 @@ def pretrain(cfg: PretrainConfig, progress=True, stop_after=None) -> dict:
     cfg, run, store = start_stage(cfg, progress)
     splits = ['pointwise', 'pairwise'] + (['test_a', 'test_b'] if cfg.include_test else [])
     splits = [s for s in splits if len(store.rows(s))]
-    ds = VideoDataset(store, splits, cfg.max_frames, cfg.max_text_len, cfg.text)
+    ds = VideoDataset(store, splits, cfg.max_frames, cfg.max_text_len, cfg.text, cfg.padding)
     model = build_encoder(cfg.start(), store.vocab_size, cfg.max_frames)
     model.cfg.save(run/'model_config.json')
     specials = sorted({store.pad_id, store.unk_id, store.cls_id, store.sep_id, store.mask_id})

@@ -12,7 +12,7 @@ import torch.nn as nn
 from scipy.stats import rankdata, spearmanr
 from torch.utils.data import DataLoader
 from .core import Config, DataError, KitError, claim_run, progress_bar, runs_root, set_seed
-from .store import TEXT_INPUTS, VideoDataset, collate_videos, load_tokenizer, open_store
+from .store import PADDING, TEXT_INPUTS, VideoDataset, collate_videos, load_tokenizer, open_store
 from .model import MODEL_SIZES, ModelConfig, VideoBert, model_config
 from .train import TrainConfig, latest_checkpoint, load_weights
 
@@ -34,6 +34,7 @@ class StageConfig(TrainConfig):
     text: str = 'title'              # title | asr | title+asr
     max_frames: int = 32             # frames per video (uniformly sub-sampled when longer)
     max_text_len: int = 36           # text positions: [CLS] [SEP] title [SEP], padded
+    padding: str = 'longest'         # pad a batch to its 'longest' video (rounded up to 8; same results) or to 'max'
 
     def validate(self):
         """Refuse settings that make no sense, naming the setting and its valid values."""
@@ -42,6 +43,7 @@ class StageConfig(TrainConfig):
         if self.model_size and self.model_size not in MODEL_SIZES:
             raise KitError(f'model_size must be one of {sorted(MODEL_SIZES)} (got {self.model_size!r})')
         if self.max_frames < 1: raise KitError(f'max_frames must be >= 1 (got {self.max_frames})')
+        if self.padding not in PADDING: raise KitError(f'padding must be one of {PADDING} (got {self.padding!r})')
         if self.max_text_len < 3:
             raise KitError(f'max_text_len must be >= 3, room for [CLS] [SEP] [SEP] (got {self.max_text_len})')
 
@@ -153,7 +155,8 @@ def embed_rows(model: VideoBert, store, rows, inputs: Inputs = Inputs(), batch_s
         raise KitError(f'max_frames={inputs.max_frames}, the model has {model.cfg.max_frames} frame positions')
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     if device is not None: model.to(dev)
-    ds = VideoDataset(store, np.asarray(rows, np.int64), inputs.max_frames, inputs.max_text_len, inputs.text)
+    ds = VideoDataset(store, np.asarray(rows, np.int64), inputs.max_frames, inputs.max_text_len, inputs.text,
+                      padding='longest')
     dl = DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=collate_videos)
     was, out = model.training, []
     model.eval()

@@ -19,10 +19,10 @@ from .records import (iter_raw_records, decode_video, read_labels, read_tag_list
                             merge_duplicate_pairs)
 
 # %% auto #0
-__all__ = ['FORMAT_VERSION', 'NONFINITE', 'SPLITS', 'TEXT_INPUTS', 'load_tokenizer', 'tokenizer_fingerprint', 'special_ids',
-           'build_store', 'read_manifest', 'Store', 'store_problem', 'store_matches', 'open_store', 'frame_indices',
-           'pad_frames', 'split_budget', 'text_ids', 'LazyItems', 'VideoDataset', 'collate_videos', 'PairDataset',
-           'collate_pairs']
+__all__ = ['FORMAT_VERSION', 'NONFINITE', 'SPLITS', 'TEXT_INPUTS', 'PADDING', 'PAD_MULTIPLE', 'load_tokenizer',
+           'tokenizer_fingerprint', 'special_ids', 'build_store', 'read_manifest', 'Store', 'store_problem',
+           'store_matches', 'open_store', 'frame_indices', 'pad_frames', 'split_budget', 'text_ids', 'LazyItems',
+           'trim_padding', 'VideoDataset', 'collate_videos', 'PairDataset', 'collate_pairs']
 
 # %% ../nbs/03_store.ipynb #a53e55a4
 def load_tokenizer(path):
@@ -521,12 +521,32 @@ def _multi_hot(tag_index, T) -> torch.Tensor:
     if sum(lens): o[np.repeat(np.arange(len(tag_index)), lens), np.concatenate(tag_index)] = True
     return out
 
+# %% ../nbs/03_store.ipynb #7a1c3e91
+PADDING = ('longest', 'max')   # a batch's frames and text padded to its longest item (rounded up) or to the maximum
+PAD_MULTIPLE = 8               # 'longest' rounds the frame and text lengths up to a multiple of this
+
+def _padded(n: int, full: int, multiple: int) -> int:
+    """`n` rounded up to a multiple of `multiple`, at least `multiple`, at most `full`."""
+    return min(full, max(multiple, -(-n // multiple) * multiple))
+
+def trim_padding(*batches: dict, multiple: int = PAD_MULTIPLE) -> tuple[dict, ...]:
+    """The video batches with frames and text cut to the longest video's of all of them (rounded up to `multiple`)."""
+    F = max(b['frame_mask'].shape[1] for b in batches)
+    L = max(b['text_mask'].shape[1] for b in batches)
+    nf = _padded(max(int(b['frame_mask'].sum(1).max()) for b in batches), F, multiple)
+    nt = _padded(max(int(b['text_mask'].sum(1).max()) for b in batches), L, multiple)
+    cut = dict(frames=nf, frame_mask=nf, input_ids=nt, text_mask=nt)
+    return tuple({k: v[:, :cut[k]] if k in cut else v for k, v in b.items()} for b in batches)
+
 # %% ../nbs/03_store.ipynb #012daa6d
 class VideoDataset(Dataset):
     """Videos of a store as fixed-shape numpy items (frames, text ids, masks, tag indices)."""
-    def __init__(self, store: Store, rows=None, max_frames: int = 32, max_text_len: int = 36, text: str = 'title'):
+    def __init__(self, store: Store, rows=None, max_frames: int = 32, max_text_len: int = 36, text: str = 'title',
+                 padding: str = 'max'):   # batches padded to 'max' (max_frames, max_text_len) or their 'longest' item
         if text not in TEXT_INPUTS: raise KitError(f"text must be one of {TEXT_INPUTS}, got {text!r}")
+        if padding not in PADDING: raise KitError(f'padding must be one of {PADDING}, got {padding!r}')
         self.store, self.max_frames, self.max_text_len, self.text = store, max_frames, max_text_len, text
+        self.padding = padding
         by_split = rows is None or isinstance(rows, str) or (len(rows) and isinstance(rows[0], str))
         self.rows = store.rows(rows) if by_split else np.asarray(rows, np.int64)
     def __len__(self): return len(self.rows)
@@ -564,21 +584,32 @@ class VideoDataset(Dataset):
         fr[~fm.ravel()] = 0
         ids, tm = _text_batch(s, rows, self.max_text_len, self.text)
         t0, nt = _spans(s, 'tag', rows)
-        return {'frames': frames, 'frame_mask': torch.from_numpy(fm), 'input_ids': torch.from_numpy(ids),
-                'text_mask': torch.from_numpy(tm), 'tags': _multi_hot(_ragged(s._get('tags'), t0, nt), s.num_tags),
-                'has_tags': torch.from_numpy(s._get('has_tags')[rows].astype(bool)), 'index': torch.from_numpy(rows)}
+        b = {'frames': frames, 'frame_mask': torch.from_numpy(fm), 'input_ids': torch.from_numpy(ids),
+             'text_mask': torch.from_numpy(tm), 'tags': _multi_hot(_ragged(s._get('tags'), t0, nt), s.num_tags),
+             'has_tags': torch.from_numpy(s._get('has_tags')[rows].astype(bool)), 'index': torch.from_numpy(rows)}
+        return trim_padding(b)[0] if self.padding == 'longest' else b
+
+    def lengths(self) -> np.ndarray:
+        """Per item, the positions it fills: frames kept plus text positions ([CLS], [SEP]s and tokens)."""
+        nf = np.minimum(self.store.lengths('frame')[self.rows], self.max_frames)
+        return nf + sum(n for _, n in _text_spans(self.store, self.rows, self.max_text_len, self.text)) + \
+            (4 if self.text == 'title+asr' else 3)
 
 # %% ../nbs/03_store.ipynb #8502f69e
+_KINDS = {'title': ['title'], 'asr': ['asr'], 'title+asr': ['title', 'asr']}
+
+def _text_spans(store, rows, L: int, text: str) -> list:
+    """Per text kind read, the start offsets and the token counts kept of `rows` (as `split_budget` shares them)."""
+    spans = [_spans(store, k, rows) for k in _KINDS[text]]
+    if len(spans) == 1: return [(spans[0][0], np.minimum(spans[0][1], L - 3))]
+    (ta, tn), (aa, an) = spans
+    t = np.minimum(tn, np.maximum(L - 4 - an, (L - 3) // 2))                            # split_budget, vectorised
+    return [(ta, t), (aa, np.minimum(an, L - 4 - t))]
+
 def _text_batch(store, rows, L: int, text: str):
     """`(B, L)` ids and mask of `rows` in the layout of `text_ids`, without a Python loop over videos."""
     s, B = store, len(rows)
-    kinds = {'title': ['title'], 'asr': ['asr'], 'title+asr': ['title', 'asr']}[text]
-    spans = [_spans(s, k, rows) for k in kinds]
-    if len(kinds) == 2:
-        (ta, tn), (aa, an) = spans
-        t = np.minimum(tn, np.maximum(L - 4 - an, (L - 3) // 2))                        # split_budget, vectorised
-        spans = [(ta, t), (aa, np.minimum(an, L - 4 - t))]
-    else: spans = [(spans[0][0], np.minimum(spans[0][1], L - 3))]
+    kinds, spans = _KINDS[text], _text_spans(store, rows, L, text)
     j, b = np.arange(L), np.arange(B)
     ids = np.full((B, L), s.pad_id, np.int64)
     ids[:, 0], ids[:, 1] = s.cls_id, s.sep_id
@@ -610,8 +641,9 @@ def collate_videos(items) -> dict:
 class PairDataset(Dataset):
     """Labelled pairs of store videos: `{'video1', 'video2', 'label'}` items."""
     def __init__(self, store: Store, pairs: pd.DataFrame, max_frames: int = 32, max_text_len: int = 36,
-                 text: str = 'title'):
-        self.videos = VideoDataset(store, [], max_frames, max_text_len, text)
+                 text: str = 'title', padding: str = 'max'):
+        if padding not in PADDING: raise KitError(f'padding must be one of {PADDING}, got {padding!r}')
+        self.videos, self.padding = VideoDataset(store, [], max_frames, max_text_len, text), padding
         if {'row1', 'row2'} <= set(pairs.columns): r1, r2 = pairs.row1.to_numpy(), pairs.row2.to_numpy()
         else: r1, r2 = store.rows_of(pairs.id1), store.rows_of(pairs.id2)
         self.rows = np.stack([r1, r2], 1).astype(np.int64)   # (P, 2)
@@ -625,8 +657,15 @@ class PairDataset(Dataset):
     def batch(self, idx) -> dict:
         """The batch of pairs `idx`, assembled in place: equal to `collate_pairs` of their items."""
         rows = self.rows[np.asarray(idx, np.int64)]
-        return dict(video1=self.videos.batch(rows[:, 0]), video2=self.videos.batch(rows[:, 1]),
-                    label=torch.from_numpy(self.labels[np.asarray(idx, np.int64)]))
+        v1, v2 = self.videos.batch(rows[:, 0]), self.videos.batch(rows[:, 1])
+        if self.padding == 'longest': v1, v2 = trim_padding(v1, v2)   # one shape: the model encodes both at once
+        return dict(video1=v1, video2=v2, label=torch.from_numpy(self.labels[np.asarray(idx, np.int64)]))
+
+    def lengths(self) -> np.ndarray:
+        """Per pair, the positions of its longer video."""
+        n = VideoDataset(self.videos.store, self.rows.ravel(), self.videos.max_frames, self.videos.max_text_len,
+                         self.videos.text).lengths()
+        return n.reshape(-1, 2).max(1)
 
 def collate_pairs(items) -> dict:
     """Stack pair items: two video batches and `(B,)` float32 labels."""

@@ -6,6 +6,9 @@
 from __future__ import annotations
 import shutil, time
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from itertools import repeat
+from multiprocessing import get_context
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
@@ -15,7 +18,7 @@ from .core import Config, FRAME_DIM, KitError, load_json, progress_bar, save_jso
 from .records import make_video, write_records, write_labels, write_tag_list
 
 # %% auto #0
-__all__ = ['SYNTH_PRESETS', 'SPECIALS', 'SynthConfig', 'synth_config', 'World', 'render_video', 'sample_pairs',
+__all__ = ['SYNTH_PRESETS', 'SPECIALS', 'SynthConfig', 'synth_config', 'World', 'render_video', 'sample_pairs', 'summary',
            'reference_scores', 'valid_mask', 'reference_table', 'generate']
 
 # %% ../nbs/02_synth.ipynb #1df0f4b0
@@ -105,9 +108,11 @@ def _draw_words(rng, w: World, zv, n, beta, p_cat, p_fill, c1, c2):
     logits = beta * (_unit(zv) @ w.word_dir.T)
     p = np.exp(logits - logits.max())
     p /= p.sum()
+    cdf = p.cumsum()
+    cdf /= cdf[-1]                          # `rng.choice(len(p), p=p)`'s own steps, done once for all n words
     out = []
     for kind in rng.choice(3, n, p=[1 - p_cat - p_fill, p_cat, p_fill]):
-        if kind == 0: out.append(w.words[rng.choice(len(p), p=p)])
+        if kind == 0: out.append(w.words[int(cdf.searchsorted(rng.random(), side='right'))])
         elif kind == 1: out.append(w.words[w.cat_words[c1, c2, rng.integers(3)]])
         else: out.append(w.filler[rng.integers(len(w.filler))])
     return out
@@ -198,14 +203,20 @@ def _bag_cos(a: str, b: str) -> float:
     dot = sum(n * cb[ch] for ch, n in ca.items())
     return dot / np.sqrt(sum(n * n for n in ca.values()) * sum(n * n for n in cb.values()))
 
+def summary(v: dict) -> dict:
+    """What `reference_scores` reads of a video: its texts, tags and mean frame (not the frames)."""
+    return dict(id=v['id'], title=v['title'], asr_text=v['asr_text'], tag_id=v['tag_id'],
+                frame_mean=v['frames'].astype(np.float32).mean(0))
+
 def reference_scores(pairs: pd.DataFrame, videos: dict) -> dict:
-    """Spearman of the oracle and of single-modality similarities against the labels of `pairs`."""
+    """Spearman of the oracle and of single-modality similarities against the labels of `pairs`
+    (`videos`: id -> `summary` of the video)."""
+    if not len(pairs): return dict(pairs=0)
     y = pairs.similarity.to_numpy()
     v1 = [videos[i] for i in pairs.id1]
     v2 = [videos[i] for i in pairs.id2]
     def rho(x): return float(spearmanr(x, y)[0])
-    mean = {i: v['frames'].astype(np.float32).mean(0) for i, v in videos.items()}
-    mf = lambda v: mean[v['id']]
+    mf = lambda v: v['frame_mean']
     out = dict(pairs=len(pairs), oracle=rho(pairs.true_sim),
                title=rho([_bag_cos(a['title'], b['title']) for a, b in zip(v1, v2)]),
                asr=rho([_bag_cos(a['asr_text'], b['asr_text']) for a, b in zip(v1, v2)]),
@@ -248,16 +259,16 @@ def _write_pair_sets(cfg, w: World, tmp: Path, used: set, count_tags, progress) 
                                     ('test_b', cfg.test_queries)]):
         rng = np.random.default_rng([cfg.seed, 2, k])
         ps = sample_pairs(rng, w, nq, used)
-        tagged = name == 'pairwise'
-        vids = [render_video(rng, w, i, z, int(a), int(b), with_tags=True)
+        tagged, by_id = name == 'pairwise', {}
+        def public(v):                      # streamed: only a summary of each video stays in memory
+            by_id[v['id']] = summary(v)
+            return count_tags(v) if tagged else {**v, 'tag_id': None, 'category_id': -1}
+        vids = (render_video(rng, w, i, z, int(a), int(b), with_tags=True)
                 for i, z, a, b in progress_bar(list(zip(ps['ids'], ps['z'], ps['c1'], ps['c2'])), desc=name,
-                                       disable=not progress, leave=False)]
-        if tagged: vids = [count_tags(v) for v in vids]
-        public = vids if tagged else [{**v, 'tag_id': None, 'category_id': -1} for v in vids]
-        sizes[name] = write_records(tmp/name/f'{name}.tfrecords', public)
+                                       disable=not progress, leave=False))
+        sizes[name] = write_records(tmp/name/f'{name}.tfrecords', map(public, vids))
         sizes[f'{name}_pairs'] = len(ps['pairs'])
         write_labels(tmp/('pairwise/label.tsv' if tagged else f'hidden/{name}_label.tsv'), ps['pairs'])
-        by_id = {v['id']: v for v in vids}
         if tagged:
             scores['valid'] = reference_scores(ps['pairs'][valid_mask(ps['pairs'])], by_id)
             scores['pairwise_all'] = reference_scores(ps['pairs'], by_id)
@@ -278,8 +289,37 @@ def _replace_dir(tmp: Path, out: Path):
     tmp.rename(out)
     shutil.rmtree(old, ignore_errors=True)
 
-def generate(out_dir, preset='demo', seed=0, progress=True, overwrite=False, **overrides) -> dict:
-    """Write a synthetic competition directory to `out_dir`; returns its meta.json contents."""
+def _write_shard(cfg: SynthConfig, s: int, path: Path, used: set, progress: bool) -> tuple[int, Counter, list]:
+    """Write pointwise shard `s` to `path` (ids avoid `used`, which grows); returns its size, tag counts and ids."""
+    tags, ids = Counter(), []
+    def seen(v):
+        tags.update(v['tag_id'].tolist())
+        ids.append(v['id'])
+        return v
+    stream = _stream(World(cfg), np.random.default_rng([cfg.seed, 1, s]), cfg.videos_per_shard, used, progress,
+                     f'pretrain_{s}')
+    return write_records(path, map(seen, stream)), tags, ids
+
+def _write_pointwise(cfg: SynthConfig, tmp: Path, used: set, progress: bool, workers: int) -> tuple[int, Counter]:
+    """Write every pointwise shard, in `workers` processes; returns the video count and the tag counts."""
+    paths = [tmp/'pointwise'/f'pretrain_{s}.tfrecords' for s in range(cfg.shards)]
+    if workers > 1 and cfg.shards > 1:
+        with ProcessPoolExecutor(min(workers, cfg.shards), mp_context=get_context('fork')) as ex:
+            jobs = ex.map(_write_shard, repeat(cfg), range(cfg.shards), paths, repeat(set()), repeat(False))
+            done = list(progress_bar(jobs, total=cfg.shards, desc='pointwise shards', disable=not progress))
+        ids = [i for *_, shard_ids in done for i in shard_ids]
+        if len(set(ids)) == len(ids):       # no id drawn in two shards: the files one process would have written
+            used.update(ids)
+            return sum(n for n, *_ in done), sum((t for _, t, _ in done), Counter())
+    n, tags = 0, Counter()                  # one process (or, one run in ~10^7, an id drawn twice: redo in order)
+    for s, p in enumerate(paths):
+        k, t, _ = _write_shard(cfg, s, p, used, progress)
+        n, tags = n + k, tags + t
+    return n, tags
+
+def generate(out_dir, preset='demo', seed=0, progress=True, overwrite=False, workers: int = 1, **overrides) -> dict:
+    """Write a synthetic competition directory to `out_dir` (pointwise shards in `workers` processes); returns its
+    meta.json contents."""
     cfg, out = synth_config(preset, seed, **overrides), Path(out_dir)
     if out.exists() and not overwrite: raise FileExistsError(f'{out} exists; pass overwrite=True (--overwrite) to replace it')
     if out.exists() and not _is_synthetic(out):
@@ -287,16 +327,14 @@ def generate(out_dir, preset='demo', seed=0, progress=True, overwrite=False, **o
                               'refusing to replace it')
     tmp = out.with_name(out.name + '.partial')
     shutil.rmtree(tmp, ignore_errors=True)
-    t0, w, used, tag_counts = time.time(), World(cfg), set(), {}
+    t0, w, used = time.time(), World(cfg), set()
     (tmp/'pointwise').mkdir(parents=True)
+    n, tag_counts = _write_pointwise(cfg, tmp, used, progress, workers)
     def count_tags(v):
-        for t in v['tag_id']: tag_counts[int(t)] = tag_counts.get(int(t), 0) + 1
+        tag_counts.update(v['tag_id'].tolist())
         return v
-    sizes = dict(pointwise=0)
-    for s in range(cfg.shards):
-        stream = _stream(w, np.random.default_rng([cfg.seed, 1, s]), cfg.videos_per_shard, used, progress, f'pretrain_{s}')
-        sizes['pointwise'] += write_records(tmp/'pointwise'/f'pretrain_{s}.tfrecords', map(count_tags, stream))
     more, scores = _write_pair_sets(cfg, w, tmp, used, count_tags, progress)
+    sizes = dict(pointwise=n)
     top = sorted(tag_counts, key=lambda t: (-tag_counts[t], t))[:cfg.tag_list_size]
     write_tag_list(tmp/'tag_list.txt', top)
     (tmp/'vocab.txt').write_text('\n'.join(w.vocab()) + '\n', encoding='utf-8')

@@ -5,21 +5,26 @@
 # %% ../nbs/05_tasks.ipynb #9acdf932
 from __future__ import annotations
 import math
+from functools import lru_cache
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from scipy.stats import binom
 from .core import KitError
 from .model import VideoBert, VideoBertOutput, bert_param_groups
 
 # %% auto #0
-__all__ = ['TASKS', 'TASK_WEIGHTS', 'mask_tokens', 'mask_frames', 'VTC', 'MLM', 'mfm_loss', 'MFM', 'derangement', 'ITM',
-           'info_nce', 'ITC', 'parse_tasks', 'build_tasks', 'PretrainModel']
+__all__ = ['TASKS', 'TASK_WEIGHTS', 'mask_tokens', 'mask_frames', 'VTC', 'mlm_cap', 'mlm_positions', 'MLM', 'mfm_loss', 'MFM',
+           'derangement', 'ITM', 'info_nce', 'ITC', 'parse_tasks', 'build_tasks', 'PretrainModel']
 
 # %% ../nbs/05_tasks.ipynb #a78d0a1d
-def mask_tokens(input_ids, text_mask, special_ids, vocab_size: int, mask_id: int, prob: float = 0.15):
-    """BERT masking of real non-special tokens: returns (masked_ids, labels with -100 where not chosen)."""
+def mask_tokens(input_ids, text_mask, special_ids, vocab_size: int, mask_id: int, prob: float = 0.15,
+                max_per_row: int = 0):
+    """BERT masking of real non-special tokens (at most `max_per_row` per row, 0 = no cap): returns
+    (masked_ids, labels with -100 where not chosen)."""
     special = torch.isin(input_ids, torch.as_tensor(list(special_ids), device=input_ids.device))
     chosen = (torch.rand(input_ids.shape, device=input_ids.device) < prob) & text_mask.bool() & ~special  # (B, L)
+    if max_per_row: chosen &= chosen.cumsum(1) <= max_per_row                                     # the first ones
     labels = torch.where(chosen, input_ids, -100)                                                # (B, L)
     r = torch.rand(input_ids.shape, device=input_ids.device)
     rand_ids = torch.randint(vocab_size, input_ids.shape, device=input_ids.device)
@@ -46,10 +51,23 @@ class VTC(nn.Module):
         return (bce * w).sum() / w.sum().clamp(min=1)
 
 # %% ../nbs/05_tasks.ipynb #6fe1bb2e
+@lru_cache
+def mlm_cap(L: int, prob: float) -> int:
+    """Masked positions projected per row of `L` text positions: more are masked with probability below 1e-6."""
+    return min(L, int(binom.isf(1e-6, L, prob)))
+
+def mlm_positions(labels, k: int):
+    """The `(B, k)` positions of each row's first `k` masked tokens (masked first, in order) and their labels."""
+    pos = torch.sort((labels == -100).to(torch.uint8), dim=1, stable=True).indices[:, :k]       # (B, k)
+    return pos, labels.gather(1, pos)                                                         # (B, k), (B, k)
+
 class MLM(nn.Module):
-    """Masked language modelling through the model's tied MLM head; the loss counts masked text positions only."""
-    def forward(self, out: VideoBertOutput, labels, mlm_head: nn.Module):
-        logits = mlm_head(out.text_hidden)                                                    # (B, L, V)
+    """Masked language modelling through the model's tied MLM head, projected at `k` positions per row (all if None)."""
+    def forward(self, out: VideoBertOutput, labels, mlm_head: nn.Module, k: int | None = None):
+        h = out.text_hidden                                                                   # (B, L, H)
+        pos, labels = mlm_positions(labels, labels.shape[1] if k is None else k)              # (B, k)
+        h = h.gather(1, pos[..., None].expand(-1, -1, h.shape[-1]))                           # (B, k, H)
+        logits = mlm_head(h)                                                                  # (B, k, V)
         ce = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction='sum')
         return ce / (labels != -100).sum().clamp(min=1)
 
@@ -166,13 +184,14 @@ class PretrainModel(nn.Module):
         if {'vtc', 'mlm', 'mfm'} & set(t):
             inp = dict(batch)
             if 'mlm' in t:
+                k = mlm_cap(batch['input_ids'].shape[1], self.mlm_prob)
                 inp['input_ids'], labels = mask_tokens(batch['input_ids'], batch['text_mask'], self.special_ids,
-                                                       self.model.cfg.vocab_size, self.mask_id, self.mlm_prob)
+                                                       self.model.cfg.vocab_size, self.mask_id, self.mlm_prob, k)
             if 'mfm' in t:
                 inp['frames'], masked = mask_frames(batch['frames'], batch['frame_mask'], self.mfm_prob)
             out = self.model(inp)
             if 'vtc' in t: losses['vtc'] = t['vtc'](out, batch['tags'], batch['has_tags'])
-            if 'mlm' in t: losses['mlm'] = t['mlm'](out, labels, self.model.mlm_head)
+            if 'mlm' in t: losses['mlm'] = t['mlm'](out, labels, self.model.mlm_head, k)
             if 'mfm' in t: losses['mfm'] = t['mfm'](out, batch['frames'], batch['frame_mask'], masked)
         if 'itm' in t: losses['itm'] = t['itm'](self.model, batch)
         if 'itc' in t: losses['itc'] = t['itc'](self.model, batch)

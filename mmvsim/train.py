@@ -19,17 +19,20 @@ from accelerate.utils import DistributedDataParallelKwargs, broadcast_object_lis
 from accelerate.utils import set_seed as _seed_all
 from safetensors.torch import save as _st_bytes, load_model as _st_load_model
 from transformers import get_scheduler
+from transformers.trainer_pt_utils import get_length_grouped_indices
 from .core import Config, KitError, atomic_write, progress_bar, save_json, load_json
 
 # %% auto #0
 __all__ = ['TrainConfig', 'EpochSampler', 'optimizer_groups', 'build_optimizer', 'build_scheduler', 'save_weights',
-           'load_weights', 'read_metrics', 'plot_metrics', 'latest_checkpoint', 'setup_accelerator', 'TrainState',
-           'LogWindow', 'TrainRun', 'setup_run', 'Diverged', 'check_finite', 'save_checkpoint', 'resume_state',
-           'epoch_batches', 'one_batch', 'update_ema', 'keep_best', 'maybe_evaluate', 'log_step', 'finish', 'train']
+           'load_weights', 'read_metrics', 'plot_metrics', 'latest_checkpoint', 'process_threads', 'setup_accelerator',
+           'TrainState', 'LogWindow', 'TrainRun', 'setup_run', 'Diverged', 'check_finite', 'save_checkpoint',
+           'resume_state', 'epoch_batches', 'one_batch', 'update_ema', 'keep_best', 'maybe_evaluate', 'log_step',
+           'finish', 'train']
 
 # %% ../nbs/06_train.ipynb #f8fc4ddf
 _SCHEDULES = {'cosine': 'cosine', 'linear': 'linear', 'constant': 'constant_with_warmup'}   # ours -> transformers'
 _PRECISIONS = ('auto', 'no', 'bf16', 'fp16')
+_COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')
 
 def _require(cfg, name: str, ok: bool, rule: str):
     """Raise `ValueError('<name> must be <rule> (got <value>)')` unless `ok`."""
@@ -50,8 +53,10 @@ class TrainConfig(Config):
     mixed_precision: str = 'auto'    # 'auto' (bf16 on CUDA, 'no' on CPU), 'no', 'bf16' or 'fp16'
     ema_decay: float = 0.0           # EMA of the weights per step (e.g. 0.999); 0 = off
     compile: bool = False            # torch.compile the forward pass
+    compile_mode: str = 'default'    # torch.compile mode: 'default', 'reduce-overhead' (CUDA graphs), 'max-autotune'
     seed: int = 0                    # seeds the data order and every RNG
     shuffle: bool = True             # permute the data each epoch (by seed and epoch)
+    group_by_length: bool = False    # batches of similar length (the dataset's `lengths()`): less padding, other batches
     num_workers: int = 0             # DataLoader worker processes
     drop_last: bool = True           # drop each epoch's last incomplete batch
     find_unused_parameters: bool = False  # DDP: allow parameters that get no gradient (e.g. an unused head)
@@ -77,6 +82,7 @@ class TrainConfig(Config):
         _require(self, 'ema_decay', 0 <= self.ema_decay < 1, 'in [0, 1), 0 = off')
         _require(self, 'schedule', self.schedule in _SCHEDULES, f'one of {list(_SCHEDULES)}')
         _require(self, 'mixed_precision', self.mixed_precision in _PRECISIONS, f'one of {list(_PRECISIONS)}')
+        _require(self, 'compile_mode', self.compile_mode in _COMPILE_MODES, f'one of {list(_COMPILE_MODES)}')
 
     def precision(self) -> str:
         """The mixed precision mode this machine will use."""
@@ -87,15 +93,20 @@ class TrainConfig(Config):
 
 # %% ../nbs/06_train.ipynb #7d624b17
 class EpochSampler(Sampler):
-    """Indices `0..n-1`, permuted by `(seed, epoch)` only; call `set_epoch` before each pass."""
-    def __init__(self, n: int, seed: int = 0, shuffle: bool = True):
+    """Indices `0..n-1`, permuted by `(seed, epoch)` only (grouped by length into batches when `lengths` is given);
+    call `set_epoch` before each pass."""
+    def __init__(self, n: int, seed: int = 0, shuffle: bool = True, lengths=None, batch_size: int = 1):
         self.n, self.seed, self.shuffle, self.epoch = n, seed, shuffle, 0
+        self.lengths, self.batch_size = (None if lengths is None else np.asarray(lengths).tolist()), batch_size
 
     def set_epoch(self, epoch: int): self.epoch = epoch
     def __len__(self): return self.n
 
     def __iter__(self):
         if not self.shuffle: return iter(range(self.n))
+        if self.lengths is not None:
+            g = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0]))
+            return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=g))
         return iter(np.random.default_rng([self.seed, self.epoch]).permutation(self.n).tolist())
 
 # %% ../nbs/06_train.ipynb #fdf42de0
@@ -242,11 +253,19 @@ def _due(step: int, every: int, end_epoch: bool) -> bool:
     """Whether an every-`every`-steps event is due at `step` (at epoch ends when `every` is 0)."""
     return step % every == 0 if every else end_epoch
 
+# %% ../nbs/06_train.ipynb #5b0c7e12
+def process_threads(num_workers: int = 0) -> int:
+    """Intra-op threads for one training process: `OMP_NUM_THREADS` if set, else its share of the cores."""
+    if os.environ.get('OMP_NUM_THREADS', '').isdigit(): return max(1, int(os.environ['OMP_NUM_THREADS']))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
+    return max(1, cores // max(1, int(os.environ.get('LOCAL_WORLD_SIZE', 1))) - num_workers)
+
 # %% ../nbs/06_train.ipynb #2c3e9a10
 def setup_accelerator(cfg: TrainConfig) -> Accelerator:
     """A fresh `Accelerator` with this run's precision and accumulation (same process group); seeds every RNG."""
     AcceleratorState._reset_state()   # private, and why: see below
     GradientState._reset_state()
+    torch.set_num_threads(process_threads(cfg.num_workers))
     acc = Accelerator(mixed_precision=cfg.precision(), gradient_accumulation_steps=cfg.grad_accum,
                       cpu=not torch.cuda.is_available(), step_scheduler_with_optimizer=False,
                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=cfg.find_unused_parameters)])
@@ -342,6 +361,11 @@ class TrainRun:
     @property
     def steps_per_epoch(self) -> int: return math.ceil(len(self.dl) / self.cfg.grad_accum)
 
+    @property
+    def cudagraphs(self) -> bool:
+        """Whether the forward replays CUDA graphs, whose outputs the next replay overwrites."""
+        return self.cfg.compile and self.cfg.compile_mode in ('reduce-overhead', 'max-autotune')
+
 # %% ../nbs/06_train.ipynb #7e4f12b9
 def setup_run(model: nn.Module, dataset, cfg: TrainConfig, run_dir, collate_fn=None, eval_fn=None) -> TrainRun:
     """The accelerator, loader, optimizer, scheduler and EMA of a run, prepared; writes `train_config.json`."""
@@ -352,7 +376,11 @@ def setup_run(model: nn.Module, dataset, cfg: TrainConfig, run_dir, collate_fn=N
         cfg.replace(mixed_precision=cfg.precision()).save(run_dir/'train_config.json')
     acc.wait_for_everyone()
     # data: the order depends on (seed, epoch) only; the loader's own generator keeps the global RNG untouched
-    sampler, gen = EpochSampler(len(dataset), cfg.seed, cfg.shuffle), torch.Generator()
+    lengths = None
+    if cfg.group_by_length:
+        if not hasattr(dataset, 'lengths'): raise KitError('group_by_length needs a dataset with a lengths() method')
+        lengths = dataset.lengths()
+    sampler, gen = EpochSampler(len(dataset), cfg.seed, cfg.shuffle, lengths, cfg.batch_size), torch.Generator()
     dl = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate_fn, drop_last=cfg.drop_last,
                     num_workers=cfg.num_workers, pin_memory=cuda, generator=gen)
     model.to(acc.device)
@@ -365,7 +393,8 @@ def setup_run(model: nn.Module, dataset, cfg: TrainConfig, run_dir, collate_fn=N
     ema = None
     if cfg.ema_decay > 0: ema = AveragedModel(raw, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=False)
     return TrainRun(cfg=cfg, run_dir=run_dir, acc=acc, model=model, raw=raw,
-                    fwd=torch.compile(model) if cfg.compile else model, opt=opt, sched=sched, dl=dl, sampler=sampler,
+                    fwd=torch.compile(model, mode=cfg.compile_mode) if cfg.compile else model, opt=opt, sched=sched,
+                    dl=dl, sampler=sampler,
                     gen=gen, total=total, ema=ema, eval_fn=eval_fn, t_start=t0)
 
 # %% ../nbs/06_train.ipynb #3fe3d2e9
@@ -451,7 +480,9 @@ def epoch_batches(r: TrainRun, st: TrainState):
 def one_batch(r: TrainRun, batch) -> dict:
     """Forward and backward one micro-batch; when the accumulation is complete also clip, step and zero the grads."""
     with r.acc.accumulate(r.model):
+        if r.cudagraphs: torch.compiler.cudagraph_mark_step_begin()
         out = r.fwd(batch)
+        if r.cudagraphs: out = {k: v.clone() if torch.is_tensor(v) else v for k, v in out.items()}
         r.acc.backward(out['loss'])
         if r.acc.sync_gradients:
             if r.cfg.max_grad_norm > 0: r.grad_norm = r.acc.clip_grad_norm_(r.model.parameters(), r.cfg.max_grad_norm)

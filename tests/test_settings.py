@@ -12,8 +12,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # a valid value other than the default, for every TrainConfig field
 NON_DEFAULT = dict(epochs=3, max_steps=7, batch_size=5, grad_accum=2, lr_bert=3e-5, lr_new=4e-4, weight_decay=0.02,
                    warmup_ratio=0.1, schedule='linear', max_grad_norm=0.5, mixed_precision='no', ema_decay=0.9,
-                   compile=True, seed=4, shuffle=False, num_workers=1, drop_last=False, find_unused_parameters=True,
-                   log_every=3, eval_every=2, save_every=5, best_metric='mse', greater_is_better=False, plot=False)
+                   compile=True, compile_mode='reduce-overhead', seed=4, shuffle=False, group_by_length=True,
+                   num_workers=1, drop_last=False, find_unused_parameters=True, log_every=3, eval_every=2,
+                   save_every=5, best_metric='mse', greater_is_better=False, plot=False)
 # settings a stage decides itself, with the reason
 EXCLUDED = {'pretrain': {'best_metric': 'pretraining has no validation to keep a best by (PretrainConfig refuses one)',
                          'greater_is_better': 'the direction of best_metric, which pretraining does not have'},
