@@ -75,7 +75,8 @@ class FrameEmbeddings(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, frames):  # frames: (B, F, frame_dim), any float dtype
-        x = self.proj(frames.to(self.proj.weight.dtype))                  # (B, F, H)
+        if not torch.is_autocast_enabled(frames.device.type): frames = frames.to(self.proj.weight.dtype)
+        x = self.proj(frames)                                              # (B, F, H)
         x = x + self.position_embeddings.weight[:frames.shape[1]]          # (B, F, H)
         return self.dropout(self.LayerNorm(x))
 
