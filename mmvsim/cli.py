@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 import pandas as pd
-from .core import KitError, atomic_write, load_json, runs_root
+from .core import KitError, atomic_write, cpu_cores, load_json, runs_root
 from .train import Diverged
 from .synth import SYNTH_PRESETS, generate, reference_table
 from .store import load_tokenizer, open_store
@@ -71,10 +71,12 @@ def _synth_args(p):
     p.add_argument('--preset', default='demo', choices=list(SYNTH_PRESETS))
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--shards', type=int, default=0, help="pointwise shards (0: the preset's)")
+    p.add_argument('--workers', type=int, default=0, help='processes writing the pointwise shards (0: one per core)')
     p.add_argument('--overwrite', action='store_true')
 
 def _synth(a):
-    meta = generate(a.out, a.preset, a.seed, overwrite=a.overwrite, **({'shards': a.shards} if a.shards else {}))
+    meta = generate(a.out, a.preset, a.seed, overwrite=a.overwrite, workers=a.workers or cpu_cores(),
+                    **({'shards': a.shards} if a.shards else {}))
     print(f"wrote {a.out}: {meta['sizes']}, {meta['bytes'] / 2**20:.0f} MiB in {meta['seconds']} s")
     print(_fmt(reference_table(meta)))
 
@@ -229,10 +231,10 @@ def ensure_data(data, preset='demo', seed=0) -> dict:
         meta = load_json(m)
         if meta['config']['preset'] == preset and meta['config']['seed'] == seed: return meta
         print(f'{data} holds another synthetic data set: regenerating')
-        return generate(data, preset, seed, overwrite=True)
+        return generate(data, preset, seed, overwrite=True, workers=cpu_cores())
     if Path(data).exists() and any(Path(data).iterdir()):
         raise FileExistsError(f'{data} exists and is not a synthetic data set: pass another --data')
-    return generate(data, preset, seed, overwrite=True)
+    return generate(data, preset, seed, overwrite=True, workers=cpu_cores())
 
 DEMO_INPUTS = ('title', 'title+asr', 'asr')   # the text each demo ensemble member reads
 

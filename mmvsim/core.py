@@ -12,8 +12,8 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['FRAME_DIM', 'FRAME_BYTES', 'EMB_DIM', 'KitError', 'DataError', 'widget_frontend', 'progress_bar', 'set_seed',
-           'atomic_write', 'save_json', 'load_json', 'Config', 'claim_run', 'project_root', 'data_root', 'runs_root',
-           'run_dir']
+           'cpu_cores', 'atomic_write', 'save_json', 'load_json', 'Config', 'claim_run', 'project_root', 'data_root',
+           'runs_root', 'run_dir']
 
 # %% ../nbs/00_core.ipynb #38f2f50a
 FRAME_DIM = 1536              # float16 values per frame
@@ -55,6 +55,11 @@ def set_seed(seed: int):
         import torch
         torch.manual_seed(seed)
     except ImportError: pass
+
+# %% ../nbs/00_core.ipynb #3d9e1c02
+def cpu_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the OS reports one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
 
 # %% ../nbs/00_core.ipynb #e2429493
 @contextmanager

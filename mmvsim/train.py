@@ -20,7 +20,7 @@ from accelerate.utils import set_seed as _seed_all
 from safetensors.torch import save as _st_bytes, load_model as _st_load_model
 from transformers import get_scheduler
 from transformers.trainer_pt_utils import get_length_grouped_indices
-from .core import Config, KitError, atomic_write, progress_bar, save_json, load_json
+from .core import Config, KitError, atomic_write, cpu_cores, progress_bar, save_json, load_json
 
 # %% auto #0
 __all__ = ['TrainConfig', 'EpochSampler', 'optimizer_groups', 'build_optimizer', 'build_scheduler', 'save_weights',
@@ -257,8 +257,7 @@ def _due(step: int, every: int, end_epoch: bool) -> bool:
 def process_threads(num_workers: int = 0) -> int:
     """Intra-op threads for one training process: `OMP_NUM_THREADS` if set, else its share of the cores."""
     if os.environ.get('OMP_NUM_THREADS', '').isdigit(): return max(1, int(os.environ['OMP_NUM_THREADS']))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
-    return max(1, cores // max(1, int(os.environ.get('LOCAL_WORLD_SIZE', 1))) - num_workers)
+    return max(1, cpu_cores() // max(1, int(os.environ.get('LOCAL_WORLD_SIZE', 1))) - num_workers)
 
 # %% ../nbs/06_train.ipynb #2c3e9a10
 def setup_accelerator(cfg: TrainConfig) -> Accelerator:
