@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
+from threadpoolctl import threadpool_limits
 from .core import Config, FRAME_DIM, KitError, load_json, progress_bar, save_json
 from .records import make_video, write_records, write_labels, write_tag_list
 
@@ -298,7 +299,7 @@ def _write_shard(cfg: SynthConfig, s: int, path: Path, used: set, progress: bool
         return v
     stream = _stream(World(cfg), np.random.default_rng([cfg.seed, 1, s]), cfg.videos_per_shard, used, progress,
                      f'pretrain_{s}')
-    return write_records(path, map(seen, stream)), tags, ids
+    with threadpool_limits(1): return write_records(path, map(seen, stream)), tags, ids
 
 def _write_pointwise(cfg: SynthConfig, tmp: Path, used: set, progress: bool, workers: int) -> tuple[int, Counter]:
     """Write every pointwise shard, in `workers` processes; returns the video count and the tag counts."""
@@ -333,7 +334,7 @@ def generate(out_dir, preset='demo', seed=0, progress=True, overwrite=False, wor
     def count_tags(v):
         tag_counts.update(v['tag_id'].tolist())
         return v
-    more, scores = _write_pair_sets(cfg, w, tmp, used, count_tags, progress)
+    with threadpool_limits(1): more, scores = _write_pair_sets(cfg, w, tmp, used, count_tags, progress)
     sizes = dict(pointwise=n)
     top = sorted(tag_counts, key=lambda t: (-tag_counts[t], t))[:cfg.tag_list_size]
     write_tag_list(tmp/'tag_list.txt', top)
