@@ -590,10 +590,10 @@ class VideoDataset(Dataset):
         return trim_padding(b)[0] if self.padding == 'longest' else b
 
     def lengths(self) -> np.ndarray:
-        """Per item, the positions it fills: frames kept plus text positions ([CLS], [SEP]s and tokens)."""
+        """`(N, 2)`: per item, the frames kept and the text positions ([CLS], [SEP]s and tokens)."""
         nf = np.minimum(self.store.lengths('frame')[self.rows], self.max_frames)
-        return nf + sum(n for _, n in _text_spans(self.store, self.rows, self.max_text_len, self.text)) + \
-            (4 if self.text == 'title+asr' else 3)
+        nt = sum(n for _, n in _text_spans(self.store, self.rows, self.max_text_len, self.text))
+        return np.stack([nf, nt + (4 if self.text == 'title+asr' else 3)], 1)
 
 # %% ../nbs/03_store.ipynb #8502f69e
 _KINDS = {'title': ['title'], 'asr': ['asr'], 'title+asr': ['title', 'asr']}
@@ -662,10 +662,10 @@ class PairDataset(Dataset):
         return dict(video1=v1, video2=v2, label=torch.from_numpy(self.labels[np.asarray(idx, np.int64)]))
 
     def lengths(self) -> np.ndarray:
-        """Per pair, the positions of its longer video."""
+        """`(P, 2)`: per pair, the frames and the text positions a batch of it is padded to (its videos' longest)."""
         n = VideoDataset(self.videos.store, self.rows.ravel(), self.videos.max_frames, self.videos.max_text_len,
                          self.videos.text).lengths()
-        return n.reshape(-1, 2).max(1)
+        return n.reshape(-1, 2, 2).max(1)
 
 def collate_pairs(items) -> dict:
     """Stack pair items: two video batches and `(B,)` float32 labels."""

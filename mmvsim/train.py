@@ -92,12 +92,20 @@ class TrainConfig(Config):
         return self.mixed_precision
 
 # %% ../nbs/06_train.ipynb #7d624b17
+def _length_key(lengths) -> list[int]:
+    """One sort key per sample from `(N,)` lengths, or from `(N, k)` ones in order of their columns."""
+    a = np.asarray(lengths, np.int64)
+    if a.ndim == 1: return a.tolist()
+    key = np.zeros(len(a), np.int64)
+    for col in a.T: key = key * (int(col.max(initial=0)) + 1) + col
+    return key.tolist()
+
 class EpochSampler(Sampler):
     """Indices `0..n-1`, permuted by `(seed, epoch)` only (grouped by length into batches when `lengths` is given);
     call `set_epoch` before each pass."""
     def __init__(self, n: int, seed: int = 0, shuffle: bool = True, lengths=None, batch_size: int = 1):
         self.n, self.seed, self.shuffle, self.epoch = n, seed, shuffle, 0
-        self.lengths, self.batch_size = (None if lengths is None else np.asarray(lengths).tolist()), batch_size
+        self.lengths, self.batch_size = (None if lengths is None else _length_key(lengths)), batch_size
 
     def set_epoch(self, epoch: int): self.epoch = epoch
     def __len__(self): return self.n
