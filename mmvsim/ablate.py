@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import yaml
 from scipy.stats import rankdata
-from .core import DataError, KitError, load_json, project_root, save_json
+from .core import DataError, KitError, cpu_cores, load_json, project_root, save_json
 from .synth import generate
 from .store import load_tokenizer, open_store
 from .train import read_metrics
@@ -250,7 +250,7 @@ def _cuda_devices() -> int:
 
 def default_jobs() -> int:
     """Parallel runs: one per GPU; on CPU one per core with one thread each, the fastest measured here."""
-    return _cuda_devices() or os.cpu_count() or 1
+    return _cuda_devices() or cpu_cores()
 
 def job_command(grid: Grid, job: Job) -> list[str]:
     """The self-contained command line that runs one job."""
@@ -323,7 +323,7 @@ def run_grid(grid: Grid, jobs: int = 0, threads: int = 0, progress=True) -> pd.D
     prepare_data(grid, progress)
     plan = plan_grid(grid)
     jobs = jobs or grid.jobs or default_jobs()
-    threads = threads or grid.threads or max(1, (os.cpu_count() or 1) // jobs)
+    threads = threads or grid.threads or max(1, cpu_cores() // jobs)
     status = {j.name: job_status(grid.runs/j.name) for j in plan}
     cost = dict(zip(*estimate_hours(grid, 1.0)[['run', 'hours']].to_numpy().T))    # relative run times
     todo = sorted((j for j in plan if status[j.name] != 'complete'),

@@ -45,9 +45,8 @@ def pretrain(cfg: PretrainConfig, progress=True, stop_after=None) -> dict:
     ds = VideoDataset(store, splits, cfg.max_frames, cfg.max_text_len, cfg.text, cfg.padding)
     model = build_encoder(cfg.start(), store.vocab_size, cfg.max_frames)
     model.cfg.save(run/'model_config.json')
-    specials = sorted({store.pad_id, store.unk_id, store.cls_id, store.sep_id, store.mask_id})
     pm = PretrainModel(model, parse_tasks(cfg.tasks), num_tags=store.num_tags, weights=cfg.weights,
-                       special_ids=specials, mask_id=store.mask_id)
+                       special_ids=store.special_token_ids, mask_id=store.mask_id)
     summary = train(pm, ds, cfg.train_config(), run, collate_fn=collate_videos, stop_after=stop_after)
     log = [r for r in read_metrics(run) if 'loss' in r]
     names = ['loss', *parse_tasks(cfg.tasks)]

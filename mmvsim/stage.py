@@ -12,7 +12,7 @@ import torch.nn as nn
 from scipy.stats import rankdata, spearmanr
 from torch.utils.data import DataLoader
 from .core import Config, DataError, KitError, claim_run, progress_bar, runs_root, set_seed
-from .store import PADDING, TEXT_INPUTS, VideoDataset, collate_videos, load_tokenizer, open_store
+from .store import TEXT_INPUTS, VideoDataset, check_padding, collate_videos, load_tokenizer, open_store
 from .model import MODEL_SIZES, ModelConfig, VideoBert, model_config
 from .train import TrainConfig, latest_checkpoint, load_weights
 
@@ -43,7 +43,7 @@ class StageConfig(TrainConfig):
         if self.model_size and self.model_size not in MODEL_SIZES:
             raise KitError(f'model_size must be one of {sorted(MODEL_SIZES)} (got {self.model_size!r})')
         if self.max_frames < 1: raise KitError(f'max_frames must be >= 1 (got {self.max_frames})')
-        if self.padding not in PADDING: raise KitError(f'padding must be one of {PADDING} (got {self.padding!r})')
+        check_padding(self.padding)
         if self.max_text_len < 3:
             raise KitError(f'max_text_len must be >= 3, room for [CLS] [SEP] [SEP] (got {self.max_text_len})')
 

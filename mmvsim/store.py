@@ -22,7 +22,7 @@ from .records import (iter_raw_records, decode_video, read_labels, read_tag_list
 __all__ = ['FORMAT_VERSION', 'NONFINITE', 'SPLITS', 'TEXT_INPUTS', 'PADDING', 'PAD_MULTIPLE', 'load_tokenizer',
            'tokenizer_fingerprint', 'special_ids', 'build_store', 'read_manifest', 'Store', 'store_problem',
            'store_matches', 'open_store', 'frame_indices', 'pad_frames', 'split_budget', 'text_ids', 'LazyItems',
-           'trim_padding', 'VideoDataset', 'collate_videos', 'PairDataset', 'collate_pairs']
+           'check_padding', 'trim_padding', 'VideoDataset', 'collate_videos', 'PairDataset', 'collate_pairs']
 
 # %% ../nbs/03_store.ipynb #a53e55a4
 def load_tokenizer(path):
@@ -326,6 +326,10 @@ def tag_list(self: Store) -> list[int]: return self._cached('tag_list_', lambda:
 @patch(as_prop=True)
 def num_tags(self: Store) -> int: return self.manifest['tag_list_size']
 @patch(as_prop=True)
+def special_token_ids(self: Store) -> list[int]:
+    """[PAD], [UNK], [CLS], [SEP] and [MASK]'s ids, sorted: the tokens masking never chooses."""
+    return sorted({self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id})
+@patch(as_prop=True)
 def ids(self: Store) -> np.ndarray:
     """All ids by row, as a (cached, per process) numpy array of str."""
     return self._cached('ids_', lambda: np.char.decode(np.asarray(self._get('ids')), 'utf-8'))
@@ -525,6 +529,11 @@ def _multi_hot(tag_index, T) -> torch.Tensor:
 PADDING = ('longest', 'max')   # a batch's frames and text padded to its longest item (rounded up) or to the maximum
 PAD_MULTIPLE = 8               # 'longest' rounds the frame and text lengths up to a multiple of this
 
+def check_padding(padding: str) -> str:
+    """`padding`, or a KitError naming the valid values."""
+    if padding not in PADDING: raise KitError(f'padding must be one of {PADDING} (got {padding!r})')
+    return padding
+
 def _padded(n: int, full: int, multiple: int) -> int:
     """`n` rounded up to a multiple of `multiple`, at least `multiple`, at most `full`."""
     return min(full, max(multiple, -(-n // multiple) * multiple))
@@ -544,9 +553,8 @@ class VideoDataset(Dataset):
     def __init__(self, store: Store, rows=None, max_frames: int = 32, max_text_len: int = 36, text: str = 'title',
                  padding: str = 'max'):   # batches padded to 'max' (max_frames, max_text_len) or their 'longest' item
         if text not in TEXT_INPUTS: raise KitError(f"text must be one of {TEXT_INPUTS}, got {text!r}")
-        if padding not in PADDING: raise KitError(f'padding must be one of {PADDING}, got {padding!r}')
         self.store, self.max_frames, self.max_text_len, self.text = store, max_frames, max_text_len, text
-        self.padding = padding
+        self.padding = check_padding(padding)
         by_split = rows is None or isinstance(rows, str) or (len(rows) and isinstance(rows[0], str))
         self.rows = store.rows(rows) if by_split else np.asarray(rows, np.int64)
     def __len__(self): return len(self.rows)
@@ -642,8 +650,7 @@ class PairDataset(Dataset):
     """Labelled pairs of store videos: `{'video1', 'video2', 'label'}` items."""
     def __init__(self, store: Store, pairs: pd.DataFrame, max_frames: int = 32, max_text_len: int = 36,
                  text: str = 'title', padding: str = 'max'):
-        if padding not in PADDING: raise KitError(f'padding must be one of {PADDING}, got {padding!r}')
-        self.videos, self.padding = VideoDataset(store, [], max_frames, max_text_len, text), padding
+        self.videos, self.padding = VideoDataset(store, [], max_frames, max_text_len, text), check_padding(padding)
         if {'row1', 'row2'} <= set(pairs.columns): r1, r2 = pairs.row1.to_numpy(), pairs.row2.to_numpy()
         else: r1, r2 = store.rows_of(pairs.id1), store.rows_of(pairs.id2)
         self.rows = np.stack([r1, r2], 1).astype(np.int64)   # (P, 2)

@@ -134,16 +134,11 @@ class WideTags:
         return b
 
 
-def special_ids(store: Store) -> list[int]:
-    """The token ids MLM never masks."""
-    return sorted({store.pad_id, store.unk_id, store.cls_id, store.sep_id, store.mask_id})
-
-
 def pretrain_model(store: Store, size: str, vocab: int, tags: int, seed: int) -> PretrainModel:
     """The kit's VTC+MLM+MFM model of `size`, built as `mmvsim.pretrain` builds it, from `seed`."""
     torch.manual_seed(seed)
     return PretrainModel(VideoBert(model_config(size, vocab_size=vocab)), ('vtc', 'mlm', 'mfm'), num_tags=tags,
-                         special_ids=special_ids(store), mask_id=store.mask_id)
+                         special_ids=store.special_token_ids, mask_id=store.mask_id)
 
 
 # ---------------------------------------------------------------- train
@@ -214,7 +209,8 @@ def reference_run(b: Bench, size: str, batch: int, steps: int, skip: int) -> lis
     vocab, tags = b.shape
     ds = VideoDataset(b.store, PRETRAIN_SPLITS, padding='max')
     torch.manual_seed(b.seed)
-    model = Reference(model_config(size, vocab_size=vocab), tags, special_ids(b.store), b.store.mask_id).to(b.device)
+    model = Reference(model_config(size, vocab_size=vocab), tags, b.store.special_token_ids, b.store.mask_id)
+    model = model.to(b.device)
     opt = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.01, fused=True if b.cuda else None)
     sched = get_scheduler('cosine', opt, num_warmup_steps=math.ceil(0.06 * steps), num_training_steps=steps)
     fwd = torch.compile(model) if b.compile else model
@@ -279,7 +275,7 @@ def model_steps(b: Bench, size: str, batch: int, steps: int) -> tuple[list, list
     vocab, tags = b.shape
     ds = VideoDataset(b.store, PRETRAIN_SPLITS, padding='max')
     kit = pretrain_model(b.store, size, vocab, tags, b.seed).to(b.device)
-    ref = Reference(model_config(size, vocab_size=vocab), tags, special_ids(b.store), b.store.mask_id).to(b.device)
+    ref = Reference(model_config(size, vocab_size=vocab), tags, b.store.special_token_ids, b.store.mask_id).to(b.device)
     amp = torch.autocast('cuda', dtype=torch.bfloat16, enabled=b.cuda)
     times = {'kit': [], 'ref': []}
     for i, bt in enumerate(DataLoader(ds, batch_size=batch, shuffle=True, collate_fn=b.collate, drop_last=True)):
