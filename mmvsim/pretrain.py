@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from .core import KitError, save_json
 from .store import VideoDataset, collate_videos
-from .tasks import PretrainModel, parse_tasks
+from .tasks import ORIGINAL_TAGS, PretrainModel, loss_weights, parse_tasks
 from .train import train, read_metrics
 from .stage import StageConfig, build_encoder, start_stage
 
@@ -21,12 +21,14 @@ class PretrainConfig(StageConfig):
     epochs: int = 4                  # passes over the pretraining videos (the original: 40)
     tasks: str = 'vtc,mlm,mfm'       # any of vtc, mlm, mfm, itm, itc
     weights: dict = field(default_factory=dict)  # loss weights overriding the original's, e.g. {'mfm': 0.2}
+    weight_rule: str = 'per_tag'     # VTC's 1250/3 is per 10,000 tags: 'per_tag' keeps each tag's weight (1/24) at
+                                     # any list size; 'per_list' puts 1250/3 on any list (how earlier runs weighed)
     include_test: bool = False       # test videos join pretraining (no tags: MLM/MFM only), as one original model did
 
     def validate(self):
-        """`StageConfig`'s checks, the task names, and no best-keeping (pretraining has no validation)."""
+        """`StageConfig`'s checks, the task names, the weights, and no best-keeping (pretraining has no validation)."""
         super().validate()
-        parse_tasks(self.tasks)
+        loss_weights(self.tasks, ORIGINAL_TAGS, self.weights, self.weight_rule)
         if self.best_metric:
             raise KitError(f'best_metric must be empty for pretraining, which has no validation '
                              f'(got {self.best_metric!r})')
@@ -46,11 +48,12 @@ def pretrain(cfg: PretrainConfig, progress=True, stop_after=None) -> dict:
     model = build_encoder(cfg.start(), store.vocab_size, cfg.max_frames)
     model.cfg.save(run/'model_config.json')
     pm = PretrainModel(model, parse_tasks(cfg.tasks), num_tags=store.num_tags, weights=cfg.weights,
-                       special_ids=store.special_token_ids, mask_id=store.mask_id)
+                       weight_rule=cfg.weight_rule, special_ids=store.special_token_ids, mask_id=store.mask_id)
     summary = train(pm, ds, cfg.train_config(), run, collate_fn=collate_videos, stop_after=stop_after)
     log = [r for r in read_metrics(run) if 'loss' in r]
     names = ['loss', *parse_tasks(cfg.tasks)]
     out = dict(summary, videos=len(ds), splits=splits, tasks=list(parse_tasks(cfg.tasks)),
+               num_tags=store.num_tags, weight_rule=cfg.weight_rule, loss_weights=pm.weights,
                parameters=sum(p.numel() for p in model.parameters()),
                first={k: log[0][k] for k in names if log and k in log[0]},
                last={k: log[-1][k] for k in names if log and k in log[-1]})

@@ -4,6 +4,7 @@
 
 # %% ../nbs/07_stage.ipynb #3428577f
 from __future__ import annotations
+import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
 import numpy as np
@@ -11,10 +12,11 @@ import torch
 import torch.nn as nn
 from scipy.stats import rankdata, spearmanr
 from torch.utils.data import DataLoader
-from .core import Config, DataError, KitError, claim_run, progress_bar, runs_root, set_seed
+from .core import Config, DataError, KitError, claim_run, load_json, progress_bar, runs_root, set_seed
 from .store import TEXT_INPUTS, VideoDataset, check_padding, collate_videos, load_tokenizer, open_store
 from .model import MODEL_SIZES, ModelConfig, VideoBert, model_config
 from .train import TrainConfig, latest_checkpoint, load_weights
+from .tasks import weights_note
 
 # %% auto #0
 __all__ = ['ENCODER_INPUTS', 'WEIGHTS', 'StageConfig', 'Inputs', 'start_stage', 'build_encoder', 'run_weights', 'load_run',
@@ -144,6 +146,8 @@ def load_run(run_dir, which: str = 'auto') -> tuple[VideoBert, Inputs]:
     model, path = VideoBert(ModelConfig.load(run/'model_config.json')), run_weights(run, which)
     missing, _ = load_weights(_Holder(model), path, strict=False)   # the stage's heads are not the encoder's
     if missing: raise DataError(path, f'{len(missing)} encoder weights missing (e.g. {sorted(missing)[:3]})')
+    note = weights_note(load_json(run/'config.json')) if (run/'config.json').exists() else ''
+    if note: warnings.warn(f'{run}: {note}', stacklevel=2)
     return model.eval(), Inputs.load(run/'inputs.json')
 
 # %% ../nbs/07_stage.ipynb #0f0be814

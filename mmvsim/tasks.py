@@ -14,8 +14,9 @@ from .core import KitError
 from .model import VideoBert, VideoBertOutput, bert_param_groups
 
 # %% auto #0
-__all__ = ['TASKS', 'TASK_WEIGHTS', 'mask_tokens', 'mask_frames', 'VTC', 'mlm_cap', 'mlm_positions', 'MLM', 'mfm_loss', 'MFM',
-           'derangement', 'ITM', 'info_nce', 'ITC', 'parse_tasks', 'build_tasks', 'PretrainModel']
+__all__ = ['TASKS', 'ORIGINAL_TAGS', 'TASK_WEIGHTS', 'WEIGHT_RULES', 'mask_tokens', 'mask_frames', 'VTC', 'mlm_cap',
+           'mlm_positions', 'MLM', 'mfm_loss', 'MFM', 'derangement', 'ITM', 'info_nce', 'ITC', 'loss_weights',
+           'parse_tasks', 'build_tasks', 'weights_note', 'PretrainModel']
 
 # %% ../nbs/05_tasks.ipynb #a78d0a1d
 def mask_tokens(input_ids, text_mask, special_ids, vocab_size: int, mask_id: int, prob: float = 0.15,
@@ -143,7 +144,25 @@ class ITC(nn.Module):
 
 # %% ../nbs/05_tasks.ipynb #f2e1937a
 TASKS = ('vtc', 'mlm', 'mfm', 'itm', 'itc')
-TASK_WEIGHTS = {'vtc': 1250 / 3, 'mlm': 1 / 3.75, 'mfm': 1 / 9, 'itm': 1.0, 'itc': 1.0}
+ORIGINAL_TAGS = 10_000        # the original's tag list (`tag_list.txt`): its VTC weight is for a mean over this many
+TASK_WEIGHTS = {              # the original's weight of each loss, and what that loss is averaged over
+    'vtc': 1250 / 3,          # BCE averaged over videos and ORIGINAL_TAGS tags: 1/24 per tag (see `loss_weights`)
+    'mlm': 1 / 3.75,          # cross-entropy averaged over masked tokens
+    'mfm': 1 / 9,             # NCE averaged over masked frames, each against the batch's valid frames (B × F)
+    'itm': 1.0,               # BCE averaged over videos (not in the original)
+    'itc': 1.0,               # InfoNCE averaged over both directions of the batch's B × B matrix (not in the original)
+}
+WEIGHT_RULES = ('per_tag', 'per_list')
+
+def loss_weights(tasks, num_tags: int, weights: dict | None = None, rule: str = 'per_tag') -> dict:
+    """Each selected task's weight: the original's, VTC's per listed tag (`per_tag`) or per list (`per_list`);
+    `weights` override as given."""
+    if rule not in WEIGHT_RULES: raise KitError(f'weight_rule must be one of {WEIGHT_RULES} (got {rule!r})')
+    unknown = set(weights or {}) - set(TASKS)
+    if unknown: raise KitError(f'weights for unknown task(s) {sorted(unknown)}; valid names: {list(TASKS)}')
+    w = dict(TASK_WEIGHTS)
+    if rule == 'per_tag': w['vtc'] *= num_tags / ORIGINAL_TAGS               # = num_tags / 24 on the mean over them
+    return {t: float({**w, **(weights or {})}[t]) for t in parse_tasks(tasks)}
 
 def parse_tasks(names) -> tuple:
     """Task names from 'vtc,mlm,mfm' or an iterable, validated, in canonical order."""
@@ -161,10 +180,19 @@ def build_tasks(names, hidden: int, num_tags: int = 10000, frame_dim: int = 1536
                 itm=lambda: ITM(hidden), itc=lambda: ITC(itc_temperature, itc_learnable))
     return nn.ModuleDict({n: make[n]() for n in parse_tasks(names)})
 
+def weights_note(config: dict) -> str:
+    """A warning for a pretraining run's saved `config` if a rule older than `weight_rule` built its VTC weight."""
+    tasks = config.get('tasks')
+    if not tasks or 'weight_rule' in config or 'vtc' not in parse_tasks(tasks) or 'vtc' in (config.get('weights') or {}):
+        return ''
+    return ("pretrained before VTC's weight was per tag: its VTC loss weighed 1250/3 on the mean over its own tag list "
+            "(weight_rule='per_list'), 10,000/T times the original's weight per tag for T listed tags")
+
 # %% ../nbs/05_tasks.ipynb #b5e822c9
 class PretrainModel(nn.Module):
     """A `VideoBert` plus the selected pretraining tasks; `forward(batch)` returns the weighted loss and each task's."""
     def __init__(self, model: VideoBert, tasks=('vtc', 'mlm', 'mfm'), num_tags: int = 10000, weights: dict = None,
+                 weight_rule: str = 'per_tag',      # how VTC's weight follows the tag list (see `loss_weights`)
                  special_ids=(0, 100, 101, 102, 103),  # [PAD] [UNK] [CLS] [SEP] [MASK]: never masked
                  mask_id: int = 103, mlm_prob: float = 0.15, mfm_prob: float = 0.15,
                  itc_temperature: float = 0.07, itc_learnable: bool = True):
@@ -173,9 +201,7 @@ class PretrainModel(nn.Module):
         self.task_names = parse_tasks(tasks)
         self.tasks = build_tasks(self.task_names, model.cfg.hidden, num_tags, model.cfg.frame_dim,
                                  itc_temperature, itc_learnable)
-        unknown = set(weights or {}) - set(TASKS)
-        if unknown: raise KitError(f'weights for unknown task(s) {sorted(unknown)}; valid names: {list(TASKS)}')
-        self.weights = {**TASK_WEIGHTS, **(weights or {})}
+        self.weights = loss_weights(self.task_names, num_tags, weights, weight_rule)
         self.special_ids, self.mask_id = tuple(special_ids), mask_id
         self.mlm_prob, self.mfm_prob = mlm_prob, mfm_prob
 
