@@ -14,9 +14,9 @@ from .core import KitError
 from .model import VideoBert, VideoBertOutput, bert_param_groups
 
 # %% auto #0
-__all__ = ['TASKS', 'ORIGINAL_TAGS', 'TASK_WEIGHTS', 'WEIGHT_RULES', 'mask_tokens', 'mask_frames', 'VTC', 'mlm_cap',
-           'mlm_positions', 'MLM', 'mfm_loss', 'MFM', 'derangement', 'ITM', 'info_nce', 'ITC', 'loss_weights',
-           'parse_tasks', 'build_tasks', 'weights_note', 'PretrainModel']
+__all__ = ['TASKS', 'ORIGINAL_TAGS', 'TASK_WEIGHTS', 'WEIGHT_RULES', 'mask_tokens', 'mask_frames', 'mask_cap', 'VTC',
+           'mlm_positions', 'MLM', 'mfm_positions', 'mfm_loss', 'MFM', 'derangement', 'ITM', 'info_nce', 'ITC',
+           'loss_weights', 'parse_tasks', 'build_tasks', 'weights_note', 'PretrainModel']
 
 # %% ../nbs/05_tasks.ipynb #a78d0a1d
 def mask_tokens(input_ids, text_mask, special_ids, vocab_size: int, mask_id: int, prob: float = 0.15,
@@ -33,10 +33,17 @@ def mask_tokens(input_ids, text_mask, special_ids, vocab_size: int, mask_id: int
     ids = torch.where(chosen & (r >= 0.8) & (r < 0.9), rand_ids, ids)                            # 10% random
     return ids, labels
 
-def mask_frames(frames, frame_mask, prob: float = 0.15):
-    """Zero `prob` of the valid frames: returns (masked_frames, masked_positions (B, F) bool)."""
+def mask_frames(frames, frame_mask, prob: float = 0.15, max_masked: int = 0):
+    """Zero `prob` of the valid frames (at most `max_masked` in the batch, 0 = no cap): returns
+    (masked_frames, masked_positions (B, F) bool)."""
     chosen = (torch.rand(frame_mask.shape, device=frames.device) < prob) & frame_mask.bool()      # (B, F)
+    if max_masked: chosen &= chosen.flatten().cumsum(0).view(chosen.shape) <= max_masked        # the first ones
     return frames.masked_fill(chosen[..., None], 0), chosen
+
+@lru_cache
+def mask_cap(n: int, prob: float) -> int:
+    """Positions to project for `n` candidates each masked with `prob`: more are masked with probability below 1e-6."""
+    return min(n, int(binom.isf(1e-6, n, prob)))
 
 # %% ../nbs/05_tasks.ipynb #4c71b17c
 class VTC(nn.Module):
@@ -52,11 +59,6 @@ class VTC(nn.Module):
         return (bce * w).sum() / w.sum().clamp(min=1)
 
 # %% ../nbs/05_tasks.ipynb #6fe1bb2e
-@lru_cache
-def mlm_cap(L: int, prob: float) -> int:
-    """Masked positions projected per row of `L` text positions: more are masked with probability below 1e-6."""
-    return min(L, int(binom.isf(1e-6, L, prob)))
-
 def mlm_positions(labels, k: int):
     """The `(B, k)` positions of each row's first `k` masked tokens (masked first, in order) and their labels."""
     pos = torch.sort((labels == -100).to(torch.uint8), dim=1, stable=True).indices[:, :k]       # (B, k)
@@ -73,28 +75,36 @@ class MLM(nn.Module):
         return ce / (labels != -100).sum().clamp(min=1)
 
 # %% ../nbs/05_tasks.ipynb #43e1223a
-def mfm_loss(pred, frames, frame_mask, masked):
-    """NCE: the prediction (B, F, D) at each masked position must score its own frame highest among the batch's
-    valid frames."""
+def mfm_positions(masked, k: int):
+    """The flat positions `(k,)` of the batch's first `k` masked frames (masked first, in order) and whether each is
+    masked (the rest fill)."""
+    flat = masked.flatten()                                                                   # (B·F,)
+    pos = torch.sort((~flat).to(torch.uint8), stable=True).indices[:k]                       # (k,)
+    return pos, flat[pos]
+
+def mfm_loss(pred, frames, frame_mask, pos, counted):
+    """NCE: each prediction (K, D) for the flat frame position `pos` (K,) must score its own frame highest among the
+    batch's valid frames; averaged over the rows `counted` (K,) marks."""
     B, F_, D = frames.shape
-    N = B * F_
-    cand = frames.reshape(N, D).to(pred.dtype)                                                # (N, D)
-    scores = (pred.reshape(N, D) @ cand.T).float()                                            # (N, N)
-    scores = scores.masked_fill(~frame_mask.reshape(1, N).bool(), torch.finfo(scores.dtype).min)
-    ce = F.cross_entropy(scores, torch.arange(N, device=frames.device), reduction='none')     # (N,)
-    w = masked.reshape(N).to(ce.dtype)
+    cand = frames.reshape(B * F_, D).to(pred.dtype)                                           # (N, D)
+    scores = (pred @ cand.T).float()                                                          # (K, N)
+    scores = scores.masked_fill(~frame_mask.reshape(1, -1).bool(), torch.finfo(scores.dtype).min)
+    ce = F.cross_entropy(scores, pos, reduction='none')                                       # (K,)
+    w = counted.to(ce.dtype)
     return (ce * w).sum() / w.sum().clamp(min=1)
 
 class MFM(nn.Module):
-    """Masked frame modelling: predict the frames from their hidden states, scored by `mfm_loss` at masked positions."""
+    """Masked frame modelling: predict the masked frames from their hidden states, at `k` positions of the batch
+    (all if None), scored by `mfm_loss`."""
     def __init__(self, hidden: int, frame_dim: int = 1536, eps: float = 1e-12):
         super().__init__()
         self.head = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.LayerNorm(hidden, eps=eps),
                                   nn.Linear(hidden, frame_dim))
 
-    def forward(self, out: VideoBertOutput, frames, frame_mask, masked):
-        pred = self.head(out.frame_hidden)                                                    # (B, F, D)
-        return mfm_loss(pred, frames, frame_mask, masked)
+    def forward(self, out: VideoBertOutput, frames, frame_mask, masked, k: int | None = None):
+        pos, counted = mfm_positions(masked, masked.numel() if k is None else k)              # (k,)
+        h = out.frame_hidden.flatten(0, 1)[pos]                                               # (k, H)
+        return mfm_loss(self.head(h), frames, frame_mask, pos, counted)                       # head: (k, D)
 
 # %% ../nbs/05_tasks.ipynb #3e583daa
 def derangement(n: int, device=None):
@@ -210,15 +220,16 @@ class PretrainModel(nn.Module):
         if {'vtc', 'mlm', 'mfm'} & set(t):
             inp = dict(batch)
             if 'mlm' in t:
-                k = mlm_cap(batch['input_ids'].shape[1], self.mlm_prob)
+                k = mask_cap(batch['input_ids'].shape[1], self.mlm_prob)
                 inp['input_ids'], labels = mask_tokens(batch['input_ids'], batch['text_mask'], self.special_ids,
                                                        self.model.cfg.vocab_size, self.mask_id, self.mlm_prob, k)
             if 'mfm' in t:
-                inp['frames'], masked = mask_frames(batch['frames'], batch['frame_mask'], self.mfm_prob)
+                kf = mask_cap(batch['frame_mask'].numel(), self.mfm_prob)
+                inp['frames'], masked = mask_frames(batch['frames'], batch['frame_mask'], self.mfm_prob, kf)
             out = self.model(inp)
             if 'vtc' in t: losses['vtc'] = t['vtc'](out, batch['tags'], batch['has_tags'])
             if 'mlm' in t: losses['mlm'] = t['mlm'](out, labels, self.model.mlm_head, k)
-            if 'mfm' in t: losses['mfm'] = t['mfm'](out, batch['frames'], batch['frame_mask'], masked)
+            if 'mfm' in t: losses['mfm'] = t['mfm'](out, batch['frames'], batch['frame_mask'], masked, kf)
         if 'itm' in t: losses['itm'] = t['itm'](self.model, batch)
         if 'itc' in t: losses['itc'] = t['itc'](self.model, batch)
         loss = sum(self.weights[k] * v for k, v in losses.items())
