@@ -26,17 +26,18 @@ from .records import read_labels
 # %% auto #0
 __all__ = ['QUICK_GRID', 'Grid', 'load_grid', 'Job', 'job_config', 'kit_root', 'plan_grid', 'job_status', 'run_lock', 'run_job',
            'estimate_hours', 'default_jobs', 'job_command', 'prepare_data', 'run_grid', 'list_commands', 'run_results',
-           'collect', 'grid_tables', 'format_table', 'paired_bootstrap', 'verdict', 'verdicts', 'blend_members',
-           'grid_blend', 'plot_tables', 'plot_epochs', 'plot_curves', 'plot_best_member', 'write_report',
-           'add_ablate_args', 'ablate', 'main']
+           'collect', 'grid_tables', 'format_table', 'Nested', 'paired_bootstrap', 'verdict', 'verdicts',
+           'greedy_blend', 'ensemble_curve', 'grid_curve', 'grid_blend', 'plot_tables', 'plot_epochs', 'plot_curves',
+           'plot_best_member', 'write_report', 'add_ablate_args', 'ablate', 'main']
 
 # %% ../nbs/12_ablate.ipynb #05e0333c
-_GRID_KEYS = {'name', 'data', 'runs', 'seeds', 'test_splits', 'pretrain', 'finetune', 'tables', 'blend', 'threads',
-              'jobs', 'gpu_samples_per_s'}
+_GRID_KEYS = {'name', 'data', 'runs', 'seeds', 'pretrain_seeds', 'test_splits', 'pretrain', 'finetune', 'tables',
+              'blend', 'threads', 'jobs', 'gpu_samples_per_s'}
 _ROW_KEYS = {'pretrain', 'finetune', 'original', 'as'}
+_BLEND = {'sizes': [1, 2, 3, 5], 'weights': 'equal', 'original': []}   # a grid's blend: these unless it says
 _STAGE_FIELDS = {'pretrain': {f.name for f in fields(PretrainConfig)},
                  'finetune': {f.name for f in fields(FinetuneConfig)}}
-_PLACED = {'pretrain': {'data_dir', 'store_dir', 'run_dir'},            # set by the runner, not by a grid
+_PLACED = {'pretrain': {'data_dir', 'store_dir', 'run_dir', 'seed'},    # set by the runner, not by a grid
            'finetune': {'data_dir', 'store_dir', 'run_dir', 'pretrained', 'seed'}}
 
 @dataclass
@@ -46,15 +47,23 @@ class Grid:
     name: str
     data: dict
     runs: Path
-    seeds: list
+    seeds: list                      # finetuning seeds of every row, dealt out among the pretraining seeds
     test_splits: list
     pretrain: dict
     finetune: dict
     tables: dict
-    blend: dict = field(default_factory=dict)
+    blend: dict = field(default_factory=lambda: dict(_BLEND))   # the ensemble curve's sizes, original, weights
+    pretrain_seeds: list = field(default_factory=lambda: [0])   # one pretraining run of each row per seed
     threads: int = 0                 # torch threads per run; 0 = the cores divided among the parallel runs
     jobs: int = 0                    # parallel runs; 0 = the measured best for this machine (see `default_jobs`)
     gpu_samples_per_s: float = 0     # a GPU pretraining throughput, to estimate run times (see `estimate_hours`)
+
+    def seeds_of(self, pretrain_seed: int | None) -> list:
+        """The finetuning seeds of a pretraining run with `pretrain_seed` (all of them without pretraining)."""
+        if pretrain_seed is None: return list(self.seeds)
+        k = len(self.seeds) // len(self.pretrain_seeds)
+        i = self.pretrain_seeds.index(pretrain_seed)
+        return list(self.seeds[i * k:(i + 1) * k])
 
 def _check_settings(path, where, stage, d):
     if not isinstance(d, dict): raise DataError(path, f'{stage} settings must be a mapping, got {d!r}', where)
@@ -83,6 +92,26 @@ def _check_table(path, name, t):
         if len(f) != 2 or not set(f) <= set(t['rows']):
             raise DataError(path, f'a finding is [better row, worse row] of this table, got {f!r}', where)
 
+def _check_seeds(path, seeds, pre):
+    for name, s in (('seeds', seeds), ('pretrain_seeds', pre)):
+        if not s or len(set(s)) != len(s) or not all(isinstance(x, int) for x in s):
+            raise DataError(path, f'{name} must be a list of distinct integers, got {s!r}')
+    if len(seeds) % len(pre):
+        raise DataError(path, f'the {len(seeds)} finetuning seeds cannot be dealt out evenly among the {len(pre)} '
+                              f'pretraining seeds: give a multiple of {len(pre)}')
+
+def _check_blend(path, b):
+    if set(b) - set(_BLEND): raise DataError(path, f'unknown keys {sorted(set(b) - set(_BLEND))}', 'blend')
+    b = {**_BLEND, **b}
+    sizes = b['sizes']
+    if not sizes or any(not isinstance(k, int) or k < 1 for k in sizes) or sorted(set(sizes)) != list(sizes):
+        raise DataError(path, f'sizes must be increasing integers >= 1, got {sizes!r}', 'blend')
+    if b['original'] and len(b['original']) != len(sizes):
+        raise DataError(path, f"original needs one number per size ({len(sizes)}), got {b['original']!r}", 'blend')
+    if b['weights'] not in ('equal', 'valid'):
+        raise DataError(path, f"weights must be 'equal' or 'valid', got {b['weights']!r}", 'blend')
+    return b
+
 def load_grid(path, runs=None, data=None) -> Grid:
     """Read and check a grid file; `runs` and `data` override where its run directories and its data set are."""
     path = Path(path)
@@ -95,14 +124,16 @@ def load_grid(path, runs=None, data=None) -> Grid:
         if k not in g: raise DataError(path, f'no {k!r}')
     for stage in ('pretrain', 'finetune'): _check_settings(path, 'base', stage, g.get(stage) or {})
     for name, t in g['tables'].items(): _check_table(path, name, t)
+    seeds, pre = list(g.get('seeds', [0])), list(g.get('pretrain_seeds', [0]))
+    _check_seeds(path, seeds, pre)
+    blend = _check_blend(path, g.get('blend') or {})
     root = project_root(path.parent)
     at = lambda p: Path(p) if Path(p).is_absolute() else root/p
     d = dict(g['data'])
     d['dir'] = str(at(data or d['dir']))
     return Grid(path, g['name'], d, Path(runs) if runs else at(g.get('runs', f"runs/ablate-{g['name']}")),
-                list(g.get('seeds', [0])), list(g.get('test_splits', [])), g.get('pretrain') or {},
-                g.get('finetune') or {},
-                g['tables'], g.get('blend') or {}, int(g.get('threads', 0)), int(g.get('jobs', 0)),
+                seeds, list(g.get('test_splits', [])), g.get('pretrain') or {}, g.get('finetune') or {},
+                g['tables'], blend, pre, int(g.get('threads', 0)), int(g.get('jobs', 0)),
                 float(g.get('gpu_samples_per_s', 0)))
 
 # %% ../nbs/12_ablate.ipynb #96662135
@@ -114,6 +145,7 @@ class Job:
     params: dict                     # papermill parameters: the stage config's fields (and test_splits)
     deps: list = field(default_factory=list)   # names of the jobs that must be complete first
     rows: list = field(default_factory=list)   # (table, row, seed) this run reports
+    tag: str = ''                    # what the run is, in words: size, tasks, epochs (and pretraining seed)
 
 def job_config(job: Job):
     """The stage config a job's notebook builds from its parameters (checked as it is built)."""
@@ -128,12 +160,13 @@ def kit_root() -> Path:
 def _key(d: dict) -> str: return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:6]
 def _slug(s) -> str: return re.sub(r'[^A-Za-z0-9.]+', '-', str(s)).strip('-').lower()
 
-def _pretrain_job(grid: Grid, over: dict) -> Job:
-    """The pretraining run of a row: the base config with the row's overrides, named by its settings."""
-    p = {**grid.pretrain, **over, 'data_dir': grid.data['dir']}
+def _pretrain_job(grid: Grid, over: dict, seed: int) -> Job:
+    """The pretraining run of a row for one seed: the base config with the row's overrides, named by its settings."""
+    p = {**grid.pretrain, **over, 'seed': seed, 'data_dir': grid.data['dir']}
     cfg = job_config(Job('', 'pretrain', p))                                        # checks every value now
     size = 'bert' if cfg.bert_path else cfg.model_size
-    return Job(f"pre-{_slug(size)}-{_slug(cfg.tasks.replace(',', '+'))}-e{cfg.epochs}-{_key(p)}", 'pretrain', p)
+    tag = f"{_slug(size)}-{_slug(cfg.tasks.replace(',', '+'))}-e{cfg.epochs}-p{seed}"
+    return Job(f'pre-{tag}-{_key(p)}', 'pretrain', p, tag=tag)
 
 def _finetune_job(grid: Grid, row: dict, pre: Job | None, seed: int) -> Job:
     """A row's finetuning run for one seed, from its pretraining run or (with none) from scratch."""
@@ -141,8 +174,8 @@ def _finetune_job(grid: Grid, row: dict, pre: Job | None, seed: int) -> Job:
     start = dict(pretrained=str(grid.runs/pre.name), model_size='') if pre else dict(model_size=size)
     p = {**grid.finetune, **(row.get('finetune') or {}), **start, 'seed': seed, 'data_dir': grid.data['dir'],
          'test_splits': ','.join(grid.test_splits)}
-    tag = pre.name[4:-7] if pre else f'scratch-{_slug(size)}'
-    job = Job(f'ft-{tag}-{_key(p)}-s{seed}', 'finetune', p, [pre.name] if pre else [])
+    tag = pre.tag if pre else f'scratch-{_slug(size)}'
+    job = Job(f'ft-{tag}-{_key(p)}-s{seed}', 'finetune', p, [pre.name] if pre else [], tag=tag)
     job_config(job)                                                                 # checks every value now
     return job
 
@@ -152,11 +185,13 @@ def plan_grid(grid: Grid) -> list[Job]:
     pre, ft = {}, {}
     for tname, t in grid.tables.items():
         for row, r in t['rows'].items():
-            pj = None if 'pretrain' in r and r['pretrain'] is None else _pretrain_job(grid, r.get('pretrain') or {})
-            if pj is not None: pj = pre.setdefault(pj.name, pj)
-            for seed in grid.seeds:
-                j = _finetune_job(grid, r, pj, seed)
-                ft.setdefault(j.name, j).rows.append((tname, row, seed))
+            scratch = 'pretrain' in r and r['pretrain'] is None
+            starts = [None] if scratch else [_pretrain_job(grid, r.get('pretrain') or {}, s) for s in grid.pretrain_seeds]
+            for pj in starts:
+                if pj is not None: pj = pre.setdefault(pj.name, pj)
+                for seed in grid.seeds_of(None if pj is None else pj.params['seed']):
+                    j = _finetune_job(grid, r, pj, seed)
+                    ft.setdefault(j.name, j).rows.append((tname, row, seed))
     return [*pre.values(), *ft.values()]
 
 # %% ../nbs/12_ablate.ipynb #51336353
@@ -362,15 +397,17 @@ def run_results(run: Path) -> dict:
     return out | {'best_step': load_json(run/'metrics.json').get('best_step')}
 
 def collect(grid: Grid) -> pd.DataFrame:
-    """One line per (table, row, seed): its run, the run's status and its validation and test metrics."""
-    lines = []
-    for j in plan_grid(grid):
+    """One line per (table, row, seed): its run, its pretraining run and seed, its status and its metrics."""
+    plan, lines = plan_grid(grid), []
+    pre_seed = {j.name: j.params['seed'] for j in plan if j.kind == 'pretrain'}
+    for j in plan:
         if j.kind != 'finetune': continue
         run = grid.runs/j.name
         status = job_status(run)
         m = run_results(run) if status == 'complete' else {}
-        lines += [dict(table=t, row=r, seed=seed, run=j.name, pretrain=(j.deps or [''])[0], status=status, **m)
-                  for t, r, seed in j.rows]
+        pre = (j.deps or [''])[0]
+        lines += [dict(table=t, row=r, seed=seed, pretrain_seed=pre_seed.get(pre), run=j.name, pretrain=pre,
+                       status=status, **m) for t, r, seed in j.rows]
     return pd.DataFrame(lines)
 
 # %% ../nbs/12_ablate.ipynb #33d1d8ca
@@ -390,30 +427,37 @@ def _oracle(grid: Grid) -> dict:
     return dict(valid_spearman=s['valid']['oracle'], test_spearman=t)
 
 def grid_tables(grid: Grid, results: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Each table of the grid: per row the mean and std over seeds of each metric, beside the original's numbers."""
+    """Each table of the grid: per row the mean and std of each metric over its runs (every pretraining and
+    finetuning seed), the spread of its pretraining runs' means, beside the original's numbers."""
     out = {}
     for name, t in grid.tables.items():
         lines = []
         for row, r in t['rows'].items():
             sub = _complete(results, name, row)
-            d = {'row': row, 'as': r.get('as', ''), 'seeds': len(sub)}
+            pre = sub.pretrain[sub.pretrain.astype(bool)] if len(sub) else pd.Series(dtype=str)
+            d = {'row': row, 'as': r.get('as', ''), 'seeds': len(sub), 'pretrain_seeds': pre.nunique()}
+            by_pre = sub[sub.pretrain.astype(bool)].groupby('pretrain').test_spearman.mean() if 'test_spearman' in sub \
+                else pd.Series(dtype=float)
+            d['test_spearman_pretrain_std'] = by_pre.std(ddof=1) if len(by_pre) > 1 else np.nan   # between their means
             for m in _METRICS:
                 x = sub[m].dropna() if m in sub else pd.Series(dtype=float)
                 d[m], d[f'{m}_std'] = (x.mean() if len(x) else np.nan), (x.std(ddof=1) if len(x) > 1 else np.nan)
             o = r.get('original') or [np.nan] * 4
             lines.append(d | dict(zip(_ORIGINAL, o)))
-        if t.get('oracle'): lines.append({'row': 'oracle (true latents)', 'as': '', 'seeds': 0} | _oracle(grid))
+        if t.get('oracle'):
+            lines.append({'row': 'oracle (true latents)', 'as': '', 'seeds': 0, 'pretrain_seeds': 0} | _oracle(grid))
         out[name] = pd.DataFrame(lines).set_index('row')
         out[name].attrs['title'] = t.get('title', name)
     return out
 
 def format_table(t: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
-    """`mean ± std` strings for the metrics of a `grid_tables` table."""
+    """`mean ± std` strings for the metrics of a `grid_tables` table; runs as pretraining × finetuning seeds."""
     def pm(m, s): return '' if pd.isna(m) else f'{m:.{digits}f}' + ('' if pd.isna(s) else f' ± {s:.{digits}f}')
     cols = {'as in the original': t['as']} if t['as'].astype(bool).any() else {}
     col = lambda m: [pm(a, b) for a, b in zip(t[m], t.get(f'{m}_std', [np.nan] * len(t)))]
     cols |= {m.replace('_', ' '): col(m) for m in _METRICS}
-    cols |= {'seeds': t['seeds'], 'original spearman': col('original_spearman'), 'original mse': col('original_mse')}
+    runs = [f'{p} × {n // p}' if p and n % p == 0 else str(n) for n, p in zip(t.seeds, t.pretrain_seeds)]
+    cols |= {'runs': runs, 'original spearman': col('original_spearman'), 'original mse': col('original_mse')}
     return pd.DataFrame(cols, index=t.index)
 
 # %% ../nbs/12_ablate.ipynb #d682ac0f
@@ -423,36 +467,73 @@ def _spearman_rows(x, ry):
     rx, r = rx - rx.mean(1, keepdims=True), ry - ry.mean()
     return (rx @ r) / np.maximum(np.sqrt((rx ** 2).sum(1) * (r ** 2).sum()), 1e-300)  # (S,)
 
-def paired_bootstrap(a, b, labels, metric: str = 'spearman', n: int = 1000, seed: int = 0) -> dict:
-    """A - B (> 0: A better) of the mean-over-seeds metric of cosines `a` (Sa, P), `b` (Sb, P), with a 95% interval."""
+class Nested:
+    """Runs (S,) nested in groups (their pretraining runs): the row's mean, and resamples of it."""
+    def __init__(self, groups):
+        _, inv = np.unique(np.asarray(groups), return_inverse=True)
+        self.members = [np.flatnonzero(inv == g) for g in range(inv.max() + 1)]
+
+    def mean(self, m) -> float:
+        """The mean of the groups' means of the run metrics `m` (S,)."""
+        return float(np.mean([m[i].mean() for i in self.members]))
+
+    def resample(self, m, rng) -> float:
+        """One bootstrap draw of `mean`: groups with replacement, then runs within each; each level's deviations
+        widened by √(n/(n−1)), so that the draws' variance is the unbiased one even for two seeds."""
+        G = len(self.members)
+        means = np.array([m[i].mean() for i in self.members])
+        pick, within = rng.integers(0, G, G), 0.0
+        for g in pick:
+            x = m[self.members[g]]
+            if len(x) > 1: within += _widen(len(x)) * (x[rng.integers(0, len(x), len(x))].mean() - x.mean())
+        return means.mean() + _widen(G) * (means[pick].mean() - means.mean()) + within / G
+
+def _widen(n: int) -> float: return np.sqrt(n / (n - 1)) if n > 1 else 1.0
+
+def paired_bootstrap(a, b, labels, metric: str = 'spearman', n: int = 1000, seed: int = 0, groups_a=None,
+                     groups_b=None) -> dict:
+    """A - B (> 0: A better) of the mean metric of cosines `a` (Sa, P), `b` (Sb, P), with a 95% interval; resamples
+    the pairs (the same for both) and each row's runs nested in their `groups` (default: each run its own)."""
     a, b, y = np.atleast_2d(a), np.atleast_2d(b), np.asarray(labels, np.float64)
-    if metric == 'spearman': stat = lambda c, i: _spearman_rows(c[:, i], rankdata(y[i])).mean()
+    if metric == 'spearman': runs = lambda c, i: _spearman_rows(c[:, i], rankdata(y[i]))          # (S,)
     elif metric == 'mse':
         t = rank_target(y)
-        stat = lambda c, i: -((c[:, i] - t[i]) ** 2).mean()
+        runs = lambda c, i: -((c[:, i] - t[i]) ** 2).mean(1)                                     # (S,)
     else: raise KitError(f"metric must be 'spearman' or 'mse', got {metric!r}")
+    na, nb = (Nested(np.arange(len(c)) if g is None else g) for c, g in ((a, groups_a), (b, groups_b)))
     P, rng = len(y), np.random.default_rng(seed)
     full = np.arange(P)
-    d = stat(a, full) - stat(b, full)
+    d = na.mean(runs(a, full)) - nb.mean(runs(b, full))
     boot = np.empty(n)
     for k in range(n):
         i = rng.integers(0, P, P)
-        boot[k] = stat(a[rng.integers(0, len(a), len(a))], i) - stat(b[rng.integers(0, len(b), len(b))], i)
+        boot[k] = na.resample(runs(a, i), rng) - nb.resample(runs(b, i), rng)
     lo, hi = np.quantile(boot, [0.025, 0.975])
-    return dict(diff=float(d), lo=float(lo), hi=float(hi), pairs=P, seeds=(len(a), len(b)))
+    return dict(diff=float(d), lo=float(lo), hi=float(hi), pairs=P, seeds=(len(a), len(b)),
+                groups=(len(na.members), len(nb.members)))
 
 def verdict(lo: float, hi: float) -> str:
     """'reproduced' when the whole interval favours A, 'reversed' when it favours B, else 'not resolved'."""
     return 'reproduced' if lo > 0 else 'reversed' if hi < 0 else 'not resolved'
 
 # %% ../nbs/12_ablate.ipynb #7e38db0a
-def _row_predictions(grid: Grid, results: pd.DataFrame, table: str, row: str, which: str):
-    """The cosines (seeds, pairs) and labels of a row's complete runs on `valid` or `test`, aligned on the pairs."""
-    runs = _complete(results, table, row).run
+def _predictions(grid: Grid, runs, which: str):
+    """The cosines (runs, pairs) and labels of `runs` on `valid` or `test`, aligned on the pairs (None: none)."""
     preds = [pd.read_csv(grid.runs/r/f'{which}_predictions.csv', dtype={'id1': str, 'id2': str}) for r in runs]
-    preds = [p.sort_values([c for c in ('split', 'id1', 'id2') if c in p], ignore_index=True) for p in preds if len(p)]
-    if not preds: return None, None
+    preds = [p.sort_values([c for c in ('split', 'id1', 'id2') if c in p], ignore_index=True) for p in preds]
+    if not preds or not len(preds[0]): return None, None
+    keys = [c for c in ('split', 'id1', 'id2') if c in preds[0]]
+    for r, p in zip(runs, preds):
+        if not p[keys].equals(preds[0][keys]):
+            raise DataError(grid.runs/r/f'{which}_predictions.csv', f'other {which} pairs than {runs[0]}')
     return np.stack([p.cosine.to_numpy() for p in preds]), preds[0].label.to_numpy()
+
+def _row_predictions(grid: Grid, results: pd.DataFrame, table: str, row: str, which: str):
+    """A row's complete runs' cosines (runs, pairs) and labels on `valid` or `test`, and each run's pretraining run
+    (itself without one)."""
+    sub = _complete(results, table, row)
+    cos, y = _predictions(grid, list(sub.run), which)
+    return cos, y, np.where(sub.pretrain.astype(bool), sub.pretrain, sub.run)
 
 def verdicts(grid: Grid, results: pd.DataFrame, n: int = 1000) -> pd.DataFrame:
     """Every finding of the grid's tables tested on the validation and test pairs: differences, intervals, verdicts."""
@@ -461,27 +542,76 @@ def verdicts(grid: Grid, results: pd.DataFrame, n: int = 1000) -> pd.DataFrame:
         for better, worse in t.get('findings') or []:
             o = [t['rows'][r].get('original') for r in (better, worse)]
             for which in ('valid', 'test'):
-                a, y = _row_predictions(grid, results, name, better, which)
-                b, _ = _row_predictions(grid, results, name, worse, which)
+                a, y, ga = _row_predictions(grid, results, name, better, which)
+                b, _, gb = _row_predictions(grid, results, name, worse, which)
                 for metric in ('spearman', 'mse'):
                     diff = (o[0][0] - o[1][0] if metric == 'spearman' else o[1][2] - o[0][2]) if all(o) else np.nan
                     base = dict(table=name, better=better, worse=worse, on=which, metric=metric, original_diff=diff)
                     if a is None or b is None:
                         lines.append(base | dict(verdict='not run'))
                         continue
-                    r = paired_bootstrap(a, b, y, metric, n)
+                    r = paired_bootstrap(a, b, y, metric, n, groups_a=ga, groups_b=gb)
                     lines.append(base | r | dict(verdict=verdict(r['lo'], r['hi'])))
     return pd.DataFrame(lines)
 
 # %% ../nbs/12_ablate.ipynb #c3bef5b2
-def blend_members(grid: Grid, results: pd.DataFrame) -> dict[str, Path]:
-    """One complete run per distinct finetuning config of the grid (its first seed), named by its first row."""
-    done = results[(results.status == 'complete') & (results.seed == grid.seeds[0])].drop_duplicates('run')
-    return {f'{r.table}: {r.row}': grid.runs/r.run for r in done.itertuples()}
+def greedy_blend(valid_cos, valid_y, k: int) -> list[int]:
+    """Forward selection on validation: the `k` members (rows of `valid_cos` (R, P)), added one at a time, whose mean
+    cosine (their equal-weight concat's) ranks the validation pairs best."""
+    chosen, total, ry = [], np.zeros(valid_cos.shape[1]), rankdata(valid_y)
+    for _ in range(min(k, len(valid_cos))):
+        rest = [i for i in range(len(valid_cos)) if i not in chosen]
+        rho = _spearman_rows((total + valid_cos[rest]) / (len(chosen) + 1), ry)                   # (R',)
+        chosen.append(rest[int(np.argmax(rho))])
+        total += valid_cos[chosen[-1]]
+    return chosen
 
-def grid_blend(grid: Grid, results: pd.DataFrame, out_dir, progress=False) -> pd.DataFrame:
-    """Blend the grid's members (weights chosen on validation); score members, concat and blend on the test labels."""
-    members = blend_members(grid, results)
+def ensemble_curve(valid_cos, valid_y, test_cos, test_y, sizes=(1, 2, 3, 5), n: int = 1000,
+                   seed: int = 0) -> pd.DataFrame:
+    """Test Spearman of the blends of each size `greedy_blend` chooses on validation; their spread over choices (the
+    validation pairs resampled) and each size's gain over the first with a 95% interval (both pair sets resampled)."""
+    sizes = [k for k in sizes if k <= len(valid_cos)]
+    Pv, Pt, rng = len(valid_y), len(test_y), np.random.default_rng(seed)
+    def score(order, it):
+        blends = np.stack([test_cos[order[:k]][:, it].mean(0) for k in sizes])                  # (sizes, P)
+        return _spearman_rows(blends, rankdata(test_y[it]))                                     # (sizes,)
+    choose = lambda iv: greedy_blend(valid_cos[:, iv], valid_y[iv], max(sizes))
+    order, every = choose(np.arange(Pv)), np.arange(Pt)
+    full = score(order, every)
+    choices = np.array([score(choose(rng.integers(0, Pv, Pv)), every) for _ in range(n)])       # (n, sizes)
+    boot = np.array([score(choose(rng.integers(0, Pv, Pv)), rng.integers(0, Pt, Pt)) for _ in range(n)])
+    gain = boot - boot[:, :1]
+    lo, hi = np.quantile(gain, 0.025, axis=0), np.quantile(gain, 0.975, axis=0)
+    return pd.DataFrame(dict(size=sizes, members=[order[:k] for k in sizes], test_spearman=full,
+                             choices_mean=choices.mean(0), choices_std=choices.std(0, ddof=1), gain=full - full[0],
+                             gain_lo=lo, gain_hi=hi, verdict=[verdict(a, b) if k > sizes[0] else ''
+                                                              for k, a, b in zip(sizes, lo, hi)])).set_index('size')
+
+def _pool(grid: Grid, results: pd.DataFrame) -> dict[str, str]:
+    """Every complete finetuning run of the grid, named by its first row and its seeds."""
+    done = results[results.status == 'complete'].drop_duplicates('run')
+    pre = lambda r: '' if pd.isna(r.pretrain_seed) else f' p{int(r.pretrain_seed)}'
+    return {f'{r.table}: {r.row}{pre(r)} s{r.seed}': r.run for r in done.itertuples()}
+
+def grid_curve(grid: Grid, results: pd.DataFrame, n: int = 1000) -> pd.DataFrame:
+    """`ensemble_curve` over every complete finetuning run of the grid, at the grid's blend sizes, with the
+    original's curve beside it and the members by name."""
+    pool = _pool(grid, results)
+    if not pool: raise KitError('no finished finetuning run to blend')
+    names, runs = list(pool), list(pool.values())
+    (vc, vy), (tc, ty) = _predictions(grid, runs, 'valid'), _predictions(grid, runs, 'test')
+    if tc is None: raise KitError('the grid scores no test split: an ensemble curve needs test_splits')
+    sizes = grid.blend['sizes']
+    c = ensemble_curve(vc, vy, tc, ty, sizes, n)
+    c['members'] = [[names[i] for i in m] for m in c.members]
+    c['original_spearman'] = [dict(zip(sizes, grid.blend['original'])).get(k, np.nan) for k in c.index]
+    return c
+
+def grid_blend(grid: Grid, curve: pd.DataFrame, results: pd.DataFrame, out_dir, progress=False) -> pd.DataFrame:
+    """The curve's largest blend as a submission (weighted concat → SVD to 256, weights equal as the original's or
+    chosen on validation); members, concat and blend scored on the test labels."""
+    pool = _pool(grid, results)
+    members = {k: grid.runs/pool[k] for k in curve.members.iloc[-1]}
     if len(members) < 2: raise KitError(f'{len(members)} finished member(s): a blend needs two')
     store = prepare_data(grid, progress)
     va = valid_pairs(store)
@@ -490,8 +620,9 @@ def grid_blend(grid: Grid, results: pd.DataFrame, out_dir, progress=False) -> pd
     tids = sorted(set(labels.id1) | set(labels.id2))
     test = {k: embed_run(r, store, tids, progress=progress) for k, r in members.items()}
     valid = {k: embed_run(r, store, vids, progress=progress) for k, r in members.items()}
-    res = ensemble(test, valid=valid, pairs=va, weights=grid.blend.get('weights', 'valid'),
-                   out=Path(out_dir)/'blend.zip', test_labels=labels)
+    w = grid.blend['weights']
+    res = ensemble(test, valid=valid, pairs=va, weights=None if w == 'equal' else w, out=Path(out_dir)/'blend.zip',
+                   test_labels=labels)
     return res['table']
 
 # %% ../nbs/12_ablate.ipynb #37107011

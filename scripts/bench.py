@@ -36,7 +36,8 @@ from mmvsim.model import VideoBert, model_config
 from mmvsim.stage import Inputs, embed_rows
 from mmvsim.store import Store, VideoDataset, collate_videos, load_tokenizer, open_store, pad_frames, text_ids
 from mmvsim.synth import generate
-from mmvsim.tasks import TASK_WEIGHTS, PretrainModel, mask_frames, mask_tokens, mfm_loss, mlm_cap, mlm_positions
+from mmvsim.tasks import (PretrainModel, loss_weights, mask_cap, mask_frames, mask_tokens, mfm_loss, mfm_positions,
+                          mlm_positions)
 from mmvsim.train import EpochSampler, TrainConfig, read_metrics, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -160,13 +161,14 @@ class Reference(nn.Module):
         self.mfm = nn.Sequential(nn.Linear(cfg.hidden, cfg.hidden), nn.GELU(),
                                  nn.LayerNorm(cfg.hidden, eps=cfg.layer_norm_eps), nn.Linear(cfg.hidden, cfg.frame_dim))
         self.vocab_size, self.special_ids, self.mask_id = cfg.vocab_size, special_ids, mask_id
+        self.weights = loss_weights(('vtc', 'mlm', 'mfm'), num_tags)
 
     def forward(self, batch) -> dict:
         frames, fm, tm = batch['frames'], batch['frame_mask'], batch['text_mask']
-        cap = mlm_cap(tm.shape[1], 0.15)
+        cap, kf = mask_cap(tm.shape[1], 0.15), mask_cap(fm.numel(), 0.15)
         ids, labels = mask_tokens(batch['input_ids'], tm, self.special_ids, self.vocab_size, self.mask_id,
                                   max_per_row=cap)
-        masked_frames, masked = mask_frames(frames, fm)
+        masked_frames, masked = mask_frames(frames, fm, 0.15, kf)
         F_ = frames.shape[1]
         words = self.bert.embeddings.word_embeddings(ids)                                      # (B, L, H)
         v = self.frame_proj(masked_frames.to(self.frame_proj.weight.dtype)) + self.frame_pos.weight[:F_]
@@ -180,9 +182,10 @@ class Reference(nn.Module):
         pos, labels = mlm_positions(labels, cap)                                               # (B, cap)
         logits = self.mlm(text.gather(1, pos[..., None].expand(-1, -1, text.shape[-1])))       # (B, cap, V)
         mlm = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction='sum')
+        fpos, counted = mfm_positions(masked, kf)                                              # (kf,)
         losses = dict(vtc=(bce * w).sum() / w.sum().clamp(min=1), mlm=mlm / (labels != -100).sum().clamp(min=1),
-                      mfm=mfm_loss(self.mfm(h[:, 1:1 + F_]), frames, fm, masked))
-        return dict(loss=sum(TASK_WEIGHTS[k] * v for k, v in losses.items()), **losses)
+                      mfm=mfm_loss(self.mfm(h[:, 1:1 + F_].flatten(0, 1)[fpos]), frames, fm, fpos, counted))
+        return dict(loss=sum(self.weights[k] * v for k, v in losses.items()), **losses)
 
 
 def train_plan(b: Bench) -> tuple[list, int, int, int]:
