@@ -16,7 +16,7 @@ from .store import load_tokenizer, open_store
 from .pretrain import PretrainConfig, pretrain
 from .finetune import FinetuneConfig, finetune, valid_pairs
 from .submit import embed_run, save_embeddings, load_embeddings, write_submission, score_submission, hidden_labels
-from .ensemble import ensemble, markdown_table
+from .ensemble import ensemble, markdown_table, pair_scores
 from .ablate import add_ablate_args, ablate
 from .neighbors import INDEX_KINDS, build_index, neighbors
 
@@ -239,11 +239,16 @@ def ensure_data(data, preset='demo', seed=0) -> dict:
 DEMO_INPUTS = ('title', 'title+asr', 'asr')   # the text each demo ensemble member reads
 
 def _demo_member(k, data, store, store_dir, pre_run, runs, seed, epochs, split, vids):
-    """Finetune ensemble member `k` from the pretraining run and embed the test split and the validation videos."""
+    """Finetune ensemble member `k` from the pretraining run (from random weights when `pre_run` is None, the
+    comparison) and embed the test split and the validation videos."""
     text = DEMO_INPUTS[k % len(DEMO_INPUTS)]                      # members differ in what they read, and in seed
-    print(f'== 4/6 finetune member {k + 1}: from the pretraining run, reading {text}, seed {seed + k}, {epochs} epochs')
-    run = runs/f'demo-finetune-{text}-s{seed + k}'
-    f = finetune(FinetuneConfig(data_dir=data, store_dir=store_dir, run_dir=str(run), pretrained=pre_run, text=text,
+    if pre_run: print(f'== 4/6 finetune member {k + 1}: from the pretraining run, reading {text}, seed {seed + k}, '
+                      f'{epochs} epochs')
+    else: print(f'== 4/6 finetune from scratch: member {k + 1} from random weights (the same reading, seed, epochs), '
+                'to measure what pretraining adds; not blended')
+    run = runs/f"demo-{'finetune' if pre_run else 'scratch'}-{text}-s{seed + k}"
+    start = dict(pretrained=pre_run) if pre_run else dict(model_size='tiny')
+    f = finetune(FinetuneConfig(data_dir=data, store_dir=store_dir, run_dir=str(run), **start, text=text,
                                 epochs=epochs, lr_bert=1e-4, lr_new=5e-4, seed=seed + k))
     print(f"validation Spearman {f['best_spearman']:.4f} (best of {f['steps']} steps)")
     print(f'== 5/6 embed {split} and the validation videos')
@@ -252,8 +257,9 @@ def _demo_member(k, data, store, store_dir, pre_run, runs, seed, epochs, split, 
 
 # %% ../nbs/14_cli.ipynb #4bc10c98
 def demo(data='data/demo', store_dir='data/demo_store', preset='demo', seed=0, pretrain_epochs=3, finetune_epochs=2,
-         members=3, runs='', out='submissions/submission.zip', split='test_a') -> dict:
-    """The whole recipe on synthetic data; prints each step and returns the final table and scores."""
+         members=3, runs='', out='submissions/submission.zip', split='test_a', scratch=True) -> dict:
+    """The whole recipe on synthetic data; prints each step and returns the final table and scores (with `scratch`,
+    the first member finetuned again from random weights beside it: what pretraining adds)."""
     t0, runs = time.time(), Path(runs or runs_root())
     print(f'== 1/6 data: synthetic {preset!r} preset at {data}')
     meta = ensure_data(data, preset, seed)
@@ -272,12 +278,17 @@ def demo(data='data/demo', store_dir='data/demo_store', preset='demo', seed=0, p
     vids = sorted(set(va.id1) | set(va.id2))
     files = [_demo_member(k, data, store, store_dir, pre.run_dir, runs, seed, finetune_epochs, split, vids)
              for k in range(members)]
+    solo = _demo_member(0, data, store, store_dir, None, runs, seed, finetune_epochs, split, vids) if scratch else None
     print(f'== 6/6 ensemble: weighted concat -> SVD to 256, equal weights -> {out}')
     labels = hidden_labels(data, split)
     res = ensemble({f.parent.name: f for f, _ in files}, valid={v.parent.name: v for _, v in files}, pairs=va, out=out,
                    test_labels=labels, expected_ids=store.ids[store.rows(split)].tolist())
     score = score_submission(res['submission'], labels)
     table = res['table'][['weight', 'valid_spearman', 'test_spearman']]
+    if solo:
+        (tids, temb), (vids_, vemb) = load_embeddings(solo[0]), load_embeddings(solo[1])
+        table.loc[f'{solo[0].parent.name} (not blended)'] = [float('nan'), pair_scores(vids_, vemb, va)['spearman'],
+                                                             pair_scores(tids, temb, labels)['spearman']]
     oracle = meta['scores']['valid']['oracle'], meta['scores'][split]['oracle']
     table.loc['oracle (true latents)'] = [float('nan'), *oracle]
     print(_fmt(table))
@@ -296,8 +307,10 @@ def _demo_args(p):
     p.add_argument('--members', type=int, default=3)
     p.add_argument('--runs', default='', help='default: runs/')
     p.add_argument('--out', default='submissions/submission.zip')
+    p.add_argument('--no-scratch', action='store_true', help='skip finetuning the first member from random weights')
 
-def _demo(a): demo(a.data, a.store, a.preset, a.seed, a.pretrain_epochs, a.finetune_epochs, a.members, a.runs, a.out)
+def _demo(a): demo(a.data, a.store, a.preset, a.seed, a.pretrain_epochs, a.finetune_epochs, a.members, a.runs, a.out,
+                   scratch=not a.no_scratch)
 
 COMMANDS['demo'] = Command('the whole recipe on synthetic data, from generation to a scored submission', _demo_args,
                            _demo)

@@ -44,8 +44,10 @@ def test_quick_grid_killed_and_rerun(tmp_path):
 
     rep = runs/'report'
     for f in ('report.ipynb', 'tables.md', 'results.csv', 'verdicts.csv', 'table_tasks.csv', 'table_beyond.csv',
-              'tables.png', 'curves.png', 'best_member.png', 'blend.csv'):
+              'tables.png', 'curves.png', 'best_member.png', 'curve.csv', 'blend.csv'):
         assert (rep/f).exists(), f
+    curve = list(csv.DictReader(open(rep/'curve.csv')))
+    assert [c['size'] for c in curve] == ['1', '2', '3'] and float(curve[0]['gain']) == 0   # three runs finished
     rows = list(csv.DictReader(open(rep/'table_tasks.csv')))
     assert [r['row'] for r in rows] == ['VTC', 'VTC + MLM + MFM'] and all(r['seeds'] == '1' for r in rows)
     assert all(-1 <= float(r['test_spearman']) <= 1 for r in rows)
