@@ -58,7 +58,7 @@ export: $(STAMP)
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir nbs
 
-# The CPU ablation grid (about 75 minutes on 2 cores; not part of `make test`); rerun to finish what is missing.
+# The CPU ablation grid (71 minutes on 2 cores; not part of `make test`); rerun to finish what is missing.
 ablations: $(STAMP)
 	$(BIN)/mmvsim ablate nbs/experiments/grids/cpu.yaml
 
