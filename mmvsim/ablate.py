@@ -434,10 +434,9 @@ def grid_tables(grid: Grid, results: pd.DataFrame) -> dict[str, pd.DataFrame]:
         lines = []
         for row, r in t['rows'].items():
             sub = _complete(results, name, row)
-            pre = sub.pretrain[sub.pretrain.astype(bool)] if len(sub) else pd.Series(dtype=str)
-            d = {'row': row, 'as': r.get('as', ''), 'seeds': len(sub), 'pretrain_seeds': pre.nunique()}
-            by_pre = sub[sub.pretrain.astype(bool)].groupby('pretrain').test_spearman.mean() if 'test_spearman' in sub \
-                else pd.Series(dtype=float)
+            pre = sub[sub.pretrain.astype(bool)] if len(sub) else sub                   # its pretrained runs
+            d = {'row': row, 'as': r.get('as', ''), 'seeds': len(sub), 'pretrain_seeds': pre.pretrain.nunique()}
+            by_pre = pre.groupby('pretrain').test_spearman.mean() if 'test_spearman' in pre else pd.Series(dtype=float)
             d['test_spearman_pretrain_std'] = by_pre.std(ddof=1) if len(by_pre) > 1 else np.nan   # between their means
             for m in _METRICS:
                 x = sub[m].dropna() if m in sub else pd.Series(dtype=float)
@@ -524,8 +523,10 @@ def _predictions(grid: Grid, runs, which: str):
     if not preds or not len(preds[0]): return None, None
     keys = [c for c in ('split', 'id1', 'id2') if c in preds[0]]
     for r, p in zip(runs, preds):
-        if not p[keys].equals(preds[0][keys]):
-            raise DataError(grid.runs/r/f'{which}_predictions.csv', f'other {which} pairs than {runs[0]}')
+        f = grid.runs/r/f'{which}_predictions.csv'
+        if not p[keys].equals(preds[0][keys]): raise DataError(f, f'other {which} pairs than {runs[0]}')
+        bad = ~np.isfinite(p.cosine.to_numpy(np.float64))
+        if bad.any(): raise DataError(f, f'{bad.sum()} non-finite cosines, the first at pair {int(np.argmax(bad))}')
     return np.stack([p.cosine.to_numpy() for p in preds]), preds[0].label.to_numpy()
 
 def _row_predictions(grid: Grid, results: pd.DataFrame, table: str, row: str, which: str):
