@@ -10,15 +10,15 @@ from pathlib import Path
 from typing import Callable
 import pandas as pd
 from .core import KitError, atomic_write, cpu_cores, load_json, runs_root
-from .train import Diverged
-from .synth import SYNTH_PRESETS, generate, reference_table
-from .store import load_tokenizer, open_store
-from .pretrain import PretrainConfig, pretrain
-from .finetune import FinetuneConfig, finetune, valid_pairs
-from .submit import embed_run, save_embeddings, load_embeddings, write_submission, score_submission, hidden_labels
-from .ensemble import ensemble, markdown_table, pair_scores
-from .ablate import add_ablate_args, ablate
-from .neighbors import INDEX_KINDS, build_index, neighbors
+from .training.loop import Diverged
+from .data.synth import SYNTH_PRESETS, generate, reference_table
+from .data.store import load_tokenizer, open_store
+from .stages.pretrain import PretrainConfig, pretrain
+from .stages.finetune import FinetuneConfig, finetune, valid_pairs
+from .evaluation.submit import embed_run, save_embeddings, load_embeddings, write_submission, score_submission, hidden_labels
+from .evaluation.ensemble import ensemble, markdown_table, pair_scores
+from .experiments.ablate import add_ablate_args, ablate
+from .evaluation.neighbors import INDEX_KINDS, build_index, neighbors
 
 # %% auto #0
 __all__ = ['COMMANDS', 'EXPECTED', 'DEMO_INPUTS', 'Command', 'parser', 'main', 'add_config_args', 'config_from_args',

@@ -31,14 +31,14 @@ from tfrecord.tools.tfrecord2idx import create_index
 from transformers import BertModel, get_scheduler
 from transformers.models.bert.modeling_bert import BertOnlyMLMHead
 from mmvsim.core import FRAME_DIM, cpu_cores
-from mmvsim.ensemble import blend
-from mmvsim.model import VideoBert, model_config
-from mmvsim.stage import Inputs, embed_rows
-from mmvsim.store import Store, VideoDataset, collate_videos, load_tokenizer, open_store, pad_frames, text_ids
-from mmvsim.synth import generate
-from mmvsim.tasks import (PretrainModel, loss_weights, mask_cap, mask_frames, mask_tokens, mfm_loss, mfm_positions,
+from mmvsim.evaluation.ensemble import blend
+from mmvsim.model.encoder import VideoBert, model_config
+from mmvsim.training.stage import Inputs, embed_rows
+from mmvsim.data.store import Store, VideoDataset, collate_videos, load_tokenizer, open_store, pad_frames, text_ids
+from mmvsim.data.synth import generate
+from mmvsim.model.tasks import (PretrainModel, loss_weights, mask_cap, mask_frames, mask_tokens, mfm_loss, mfm_positions,
                           mlm_positions)
-from mmvsim.train import EpochSampler, TrainConfig, read_metrics, train
+from mmvsim.training.loop import EpochSampler, TrainConfig, read_metrics, train
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ('train', 'data', 'padding', 'inference', 'scale')
@@ -136,7 +136,7 @@ class WideTags:
 
 
 def pretrain_model(store: Store, size: str, vocab: int, tags: int, seed: int) -> PretrainModel:
-    """The kit's VTC+MLM+MFM model of `size`, built as `mmvsim.pretrain` builds it, from `seed`."""
+    """The kit's VTC+MLM+MFM model of `size`, built as `mmvsim.stages.pretrain` builds it, from `seed`."""
     torch.manual_seed(seed)
     return PretrainModel(VideoBert(model_config(size, vocab_size=vocab)), ('vtc', 'mlm', 'mfm'), num_tags=tags,
                          special_ids=store.special_token_ids, mask_id=store.mask_id)
@@ -554,7 +554,7 @@ def scale_section(b: Bench) -> list[dict]:
                     videos_per_shard=asked // shards, pair_queries=max(1, round(9_700 * asked / 1e6)),
                     test_queries=max(1, round(3_070 * asked / 1e6)), workers=cpu_cores(), progress=False)
         say('scale: building the store')
-        build = child('mmvsim.store', 'build_store', data_dir=str(data), store_dir=str(store),
+        build = child('mmvsim.data.store', 'build_store', data_dir=str(data), store_dir=str(store),
                       tokenizer=str(data/'vocab.txt'), progress=False)
         videos = json.loads((store/'manifest.json').read_text())['videos']
         data_bytes, store_bytes = dir_bytes(data), dir_bytes(store)

@@ -6,7 +6,7 @@ the same run, on clustered vectors shaped like video embeddings (topics plus noi
 import argparse, json, os, time
 from pathlib import Path
 import numpy as np
-from mmvsim.neighbors import build_index, search
+from mmvsim.evaluation.neighbors import build_index, search
 
 
 def clustered(n, dim=256, topics=2000, seed=0):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 RUN = """
 import sys, time, torch
-from mmvsim.pretrain import PretrainConfig, pretrain
+from mmvsim.stages.pretrain import PretrainConfig, pretrain
 t0 = time.perf_counter()
 s = pretrain(PretrainConfig(data_dir=sys.argv[1], run_dir=sys.argv[2], max_steps=int(sys.argv[3]), batch_size=32,
                             plot=False, save_every=10**6), progress=False)
@@ -48,7 +48,7 @@ def main():
     p.add_argument('--out', default='benchmarks/parallel.json')
     a = p.parse_args()
     cores = os.cpu_count()
-    from mmvsim.store import load_tokenizer, open_store
+    from mmvsim.data.store import load_tokenizer, open_store
     open_store(a.data, a.data + '_store', load_tokenizer(Path(a.data)/'vocab.txt'))          # built once, before timing
     root = Path(tempfile.mkdtemp())
     res = [arrangement(a.data, a.steps, cores, cores, False, root),            # one after another, all threads each

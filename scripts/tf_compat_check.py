@@ -64,7 +64,7 @@ def frames(rng, n, zero_tail=0):
 # ---------------------------------------------------------------- mmvsim writes, TensorFlow reads
 
 def kit_write(d):
-    from mmvsim.records import make_video, write_records
+    from mmvsim.data.records import make_video, write_records
     rng = np.random.default_rng(0)
     f2 = frames(rng, 7, zero_tail=100)                                          # zero tails and one all-zero frame
     f2[3] = 0
@@ -196,7 +196,7 @@ def tf_write(d):
 
 def kit_read(d):
     from mmvsim.core import DataError
-    from mmvsim.records import read_records
+    from mmvsim.data.records import read_records
     path, meta = d/'tf_written.tfrecords', json.loads((d/'tf_written.json').read_text(encoding='utf-8'))
     report('tf_written.tfrecords matches the sha256 in tf_written.json',
            sha256(path.read_bytes()) == meta['file_sha256'])

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from safetensors.torch import save_file
 
-from mmvsim.train import TrainConfig, train
+from mmvsim.training.loop import TrainConfig, train
 
 
 class Toy(nn.Module):

@@ -3,7 +3,7 @@ notebook on the `tiny` data, runs every cell, and must see no error, widget prog
 import json, os, shutil, socket, subprocess, sys, time, urllib.request
 from pathlib import Path
 import pytest
-from mmvsim.synth import generate
+from mmvsim.data.synth import generate
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which('chromium') or '/usr/bin/chromium'

@@ -2,7 +2,7 @@
 import json, subprocess, sys
 from pathlib import Path
 import pytest
-from mmvsim.synth import generate
+from mmvsim.data.synth import generate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,7 +80,7 @@ def test_explore_data_notebook(tiny, tmp_path):
 
 
 def test_analyse_run_notebook(tiny, tmp_path):
-    from mmvsim.finetune import FinetuneConfig, finetune
+    from mmvsim.stages.finetune import FinetuneConfig, finetune
     run = tmp_path/'ft'
     finetune(FinetuneConfig(data_dir=str(tiny), run_dir=str(run), model_size='tiny', split='kfold', folds=4, epochs=1,
                             batch_size=16, max_frames=8, max_text_len=16), progress=False)

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 import torch
-from mmvsim.synth import generate
+from mmvsim.data.synth import generate
 
 ROOT = Path(__file__).resolve().parents[1]
 MMVSIM = str(Path(sys.executable).parent/'mmvsim')

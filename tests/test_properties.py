@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from mmvsim.core import FRAME_DIM, DataError, KitError
-from mmvsim.records import make_video, read_labels, read_records, write_labels, write_records, write_tag_list
-from mmvsim.store import Store, build_store
-from mmvsim.submit import load_embeddings, score_submission, write_submission
+from mmvsim.data.records import make_video, read_labels, read_records, write_labels, write_records, write_tag_list
+from mmvsim.data.store import Store, build_store
+from mmvsim.evaluation.submit import load_embeddings, score_submission, write_submission
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 TRIED = {}

@@ -2,9 +2,9 @@
 import dataclasses, json
 from pathlib import Path
 import pytest
-from mmvsim.train import TrainConfig
-from mmvsim.pretrain import PretrainConfig
-from mmvsim.finetune import FinetuneConfig
+from mmvsim.training.loop import TrainConfig
+from mmvsim.stages.pretrain import PretrainConfig
+from mmvsim.stages.finetune import FinetuneConfig
 from mmvsim.cli import parser, config_from_args
 
 ROOT = Path(__file__).resolve().parents[1]

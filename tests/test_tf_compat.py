@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from mmvsim.core import DataError, FRAME_DIM
-from mmvsim.records import count_records, iter_raw_records, read_records
+from mmvsim.data.records import count_records, iter_raw_records, read_records
 
 FIXTURES = Path(__file__).parent / 'fixtures'
 RECORDS, EXPECTED = FIXTURES / 'tf_written.tfrecords', FIXTURES / 'tf_written.json'

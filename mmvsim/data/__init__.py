@@ -1,0 +1,1 @@
+"""Data: the competition's records, the synthetic generator and the training store."""

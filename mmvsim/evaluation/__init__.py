@@ -1,0 +1,1 @@
+"""Evaluation: embeddings and submissions, the ensemble, nearest neighbours."""

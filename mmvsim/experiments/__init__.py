@@ -1,0 +1,1 @@
+"""Experiments: ablation grids, their runner and their report."""

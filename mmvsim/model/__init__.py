@@ -1,0 +1,1 @@
+"""Model: the single-stream video BERT and its pretraining tasks."""

@@ -1,0 +1,1 @@
+"""Training: the loop, its callbacks and what every stage shares."""
