@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable
 import pandas as pd
 from .core import KitError, atomic_write, cpu_cores, load_json, runs_root
-from .training.loop import Diverged
+from .training.core import Diverged
 from .data.synth import SYNTH_PRESETS, generate, reference_table
 from .data.store import load_tokenizer, open_store
 from .stages.pretrain import PretrainConfig, pretrain

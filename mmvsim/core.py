@@ -12,8 +12,8 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['FRAME_DIM', 'FRAME_BYTES', 'EMB_DIM', 'KitError', 'DataError', 'widget_frontend', 'progress_bar', 'set_seed',
-           'cpu_cores', 'atomic_write', 'save_json', 'load_json', 'Config', 'claim_run', 'project_root', 'data_root',
-           'runs_root', 'run_dir']
+           'cpu_cores', 'atomic_write', 'save_json', 'load_json', 'Config', 'RunFiles', 'claim_run', 'project_root',
+           'data_root', 'runs_root', 'run_dir']
 
 # %% ../nbs/00_core.ipynb #38f2f50a
 FRAME_DIM = 1536              # float16 values per frame
@@ -101,14 +101,15 @@ class Config:
     def replace(self, **kw): return dataclasses.replace(self, **kw)
 
     @classmethod
-    def from_dict(cls, d):
+    def from_dict(cls, d, strict: bool = True):
+        """The config from a dict; `strict=False` keeps only this class's settings (a stage's shared ones)."""
         names = {f.name for f in fields(cls)}
         unknown = set(d) - names
-        if unknown: raise KitError(f'{cls.__name__}: unknown settings {sorted(unknown)}')
-        return cls(**d)
+        if unknown and strict: raise KitError(f'{cls.__name__}: unknown settings {sorted(unknown)}')
+        return cls(**{k: v for k, v in d.items() if k in names})
 
     @classmethod
-    def load(cls, path): return cls.from_dict(load_json(path))
+    def load(cls, path, strict: bool = True): return cls.from_dict(load_json(path), strict)
 
     @classmethod
     def from_params(cls, ns: dict):
@@ -116,11 +117,35 @@ class Config:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in ns.items() if k in names})
 
+# %% ../nbs/00_core.ipynb #977f7b46
+class RunFiles:
+    """The file names of a run directory, relative to it: the one place each is spelled."""
+    CONFIG = 'config.json'                 # the stage's settings (its config dataclass)
+    INPUTS = 'inputs.json'                 # the input settings and tokenizer the weights expect
+    MODEL_CONFIG = 'model_config.json'     # the encoder's architecture
+    TRAIN_CONFIG = 'train_config.json'     # the training loop's settings, precision resolved
+    METRICS_LOG = 'metrics.jsonl'          # one JSON record per logged step
+    LOSS_PLOT = 'loss.png'                 # the logged series against the step
+    SUMMARY = 'train_summary.json'         # what the last call of `train` did
+    METRICS = 'metrics.json'               # the stage's final metrics
+    WEIGHTS = 'model.safetensors'          # the final weights
+    EMA_WEIGHTS = 'model_ema.safetensors'  # the final EMA weights (EMA on)
+    BEST = 'best'                          # the best evaluated weights: best/model.safetensors, best/best.json
+    BEST_WEIGHTS = 'best/model.safetensors'
+    BEST_INFO = 'best/best.json'
+    CHECKPOINTS = 'checkpoint'             # checkpoint/step-NNNNNN folders
+    LATEST = 'checkpoint/latest.json'      # which checkpoint folder is the current one
+    TRAINER_STATE = 'trainer_state.json'   # in a checkpoint folder: the loop's `TrainState`
+    SPLIT = 'split.json'                   # finetuning: the validation split
+    VALID_PREDICTIONS = 'valid_predictions.csv'
+    TEST_PREDICTIONS = 'test_predictions.csv'
+    TEST_METRICS = 'test_metrics.json'
+
 # %% ../nbs/00_core.ipynb #37a98347
-def claim_run(run_dir, cfg: Config, name='config.json'):
+def claim_run(run_dir, cfg: Config, name=RunFiles.CONFIG):
     """Save `cfg` in `run_dir`, or check it equals the config of the run there, if that run ever saved a checkpoint."""
     p = Path(run_dir)/name
-    trained = (Path(run_dir)/'checkpoint'/'latest.json').exists()
+    trained = (Path(run_dir)/RunFiles.LATEST).exists()
     if p.exists() and trained:
         old, new = load_json(p), cfg.to_dict()
         diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))

@@ -38,7 +38,8 @@ from mmvsim.data.store import Store, VideoDataset, collate_videos, load_tokenize
 from mmvsim.data.synth import generate
 from mmvsim.model.tasks import (PretrainModel, loss_weights, mask_cap, mask_frames, mask_tokens, mfm_loss, mfm_positions,
                           mlm_positions)
-from mmvsim.training.loop import EpochSampler, TrainConfig, read_metrics, train
+from mmvsim.training.core import EpochSampler, TrainConfig, read_metrics
+from mmvsim.training.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ('train', 'data', 'padding', 'inference', 'scale')

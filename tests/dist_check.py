@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 from safetensors.torch import save_file
 
-from mmvsim.training.loop import TrainConfig, train
+from mmvsim.training.core import TrainConfig
+from mmvsim.training.loop import train
 
 
 class Toy(nn.Module):

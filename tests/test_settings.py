@@ -2,7 +2,7 @@
 import dataclasses, json
 from pathlib import Path
 import pytest
-from mmvsim.training.loop import TrainConfig
+from mmvsim.training.core import TrainConfig
 from mmvsim.stages.pretrain import PretrainConfig
 from mmvsim.stages.finetune import FinetuneConfig
 from mmvsim.cli import parser, config_from_args

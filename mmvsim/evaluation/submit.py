@@ -10,10 +10,10 @@ from collections import Counter
 from pathlib import Path
 import numpy as np
 import pandas as pd
-from ..core import DataError, EMB_DIM, KitError, atomic_write, load_json, save_json
+from ..core import DataError, EMB_DIM, KitError, RunFiles, atomic_write, save_json
 from ..data.records import read_labels
 from ..data.store import load_tokenizer, open_store
-from ..training.stage import Inputs, cosine_metrics, embed_rows, load_run, pair_cosines, pair_metrics, rank_target
+from ..training.stage import Inputs, StageConfig, cosine_metrics, embed_rows, load_run, pair_cosines, pair_metrics, rank_target
 
 # %% auto #0
 __all__ = ['F16_MAX', 'save_embeddings', 'load_embeddings', 'as_embeddings', 'embed_split', 'embed_run', 'validate_submission',
@@ -198,13 +198,13 @@ def prediction_metrics(pred: pd.DataFrame) -> dict:
 def score_run(run_dir, splits=('test_a', 'test_b'), which: str = 'auto', progress=True) -> pd.DataFrame:
     """Score a run on synthetic test splits' hidden labels; writes `test_predictions.csv` and `test_metrics.json`."""
     run = Path(run_dir)
-    c = load_json(run/'config.json')
-    store = open_store(c['data_dir'], c['store_dir'], load_tokenizer(c['tokenizer']), progress=progress)
+    c = StageConfig.load(run/RunFiles.CONFIG, strict=False)   # the settings every stage shares
+    store = open_store(c.data_dir, c.store_dir, load_tokenizer(c.tokenizer), progress=progress)
     preds = [pair_predictions(*embed_run(run, store, s, which, progress=progress),
-                              hidden_labels(c['data_dir'], s)).assign(split=s)
+                              hidden_labels(c.data_dir, s)).assign(split=s)
              for s in splits]
     pred = pd.concat(preds, ignore_index=True)[['split', 'id1', 'id2', 'label', 'cosine']]
-    with atomic_write(run/'test_predictions.csv', 'w') as f: pred.to_csv(f, index=False)
+    with atomic_write(run/RunFiles.TEST_PREDICTIONS, 'w') as f: pred.to_csv(f, index=False)
     table = {s: prediction_metrics(pred[pred.split == s]) for s in splits} | {'all': prediction_metrics(pred)}
-    save_json(table, run/'test_metrics.json')
+    save_json(table, run/RunFiles.TEST_METRICS)
     return pd.DataFrame(table).T

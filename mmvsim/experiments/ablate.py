@@ -15,7 +15,7 @@ from scipy.stats import rankdata
 from ..core import DataError, KitError, cpu_cores, load_json, project_root, save_json
 from ..data.synth import generate
 from ..data.store import load_tokenizer, open_store
-from ..training.loop import read_metrics
+from ..training.core import read_metrics
 from ..stages.pretrain import PretrainConfig
 from ..stages.finetune import FinetuneConfig, valid_pairs
 from ..training.stage import cosine_metrics, rank_target

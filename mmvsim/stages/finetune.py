@@ -13,10 +13,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import breadth_first_order, connected_components
-from ..core import KitError, load_json, save_json
+from ..core import KitError, RunFiles, load_json, save_json
 from ..data.store import PairDataset, collate_pairs
-from ..model.encoder import VideoBert, bert_param_groups
-from ..training.loop import train, read_metrics
+from ..model.encoder import VideoBert, bert_param_groups, count_parameters
+from ..training.core import read_metrics
+from ..training.loop import train
 from ..training.stage import (ENCODER_INPUTS, Inputs, StageConfig, build_encoder, embed_rows, load_run, pair_cosines,
                           pair_metrics, rank_target, start_stage)
 
@@ -116,9 +117,9 @@ def split_pairs(pairs: pd.DataFrame, method: str = 'mod5', folds: int = 0, fold:
 # %% ../../nbs/09_stages.finetune.ipynb #068157a1
 def valid_pairs(store, run_dir=None) -> pd.DataFrame:
     """The validation pairs of a finetuning run's own split (`mod5` without a finetuning run), with their rows."""
-    c = load_json(Path(run_dir)/'config.json') if run_dir else {}
+    c = FinetuneConfig.load(Path(run_dir)/RunFiles.CONFIG) if run_dir else None
     pairs = store.pairs()
-    _, va, _ = split_pairs(pairs, c.get('split', 'mod5'), c.get('folds', 0), c.get('fold', 0), c.get('seed', 0))
+    _, va, _ = split_pairs(pairs, *((c.split, c.folds, c.fold, c.seed) if c else ('mod5', 0, 0, 0)))
     return pairs.iloc[va].reset_index(drop=True)
 
 # %% ../../nbs/09_stages.finetune.ipynb #de5a68f8
@@ -200,7 +201,7 @@ def _split(store, cfg: FinetuneConfig, run: Path) -> tuple[pd.DataFrame, pd.Data
     if not len(pairs): raise KitError(f'{cfg.store_dir}: no labelled pairs to finetune on')
     tr_idx, va_idx, info = split_pairs(pairs, cfg.split, cfg.folds, cfg.fold, cfg.seed)
     if not len(va_idx): raise KitError(f'split {cfg.split!r} leaves no validation pair')
-    save_json(info, run/'split.json')
+    save_json(info, run/RunFiles.SPLIT)
     target = rank_target if cfg.target == 'rank' else (lambda y: np.asarray(y, np.float32))
     tr, va = pairs.iloc[tr_idx], pairs.iloc[va_idx]
     return tr.assign(target=target(tr.similarity)), va.assign(target=target(va.similarity))
@@ -222,28 +223,28 @@ def _predictions(run: Path, va: pd.DataFrame, embeddings, device, progress) -> p
     cos = pair_cosines(*embeddings(best.to(device), progress))
     out = pd.DataFrame(dict(id1=va.id1.to_numpy(), id2=va.id2.to_numpy(), label=va.similarity.to_numpy(),
                             target=va.target.to_numpy(), cosine=cos))
-    out.to_csv(run/'valid_predictions.csv', index=False)
+    out.to_csv(run/RunFiles.VALID_PREDICTIONS, index=False)
     return out
 
-def finetune(cfg: FinetuneConfig, progress=True, stop_after=None) -> dict:
+def finetune(cfg: FinetuneConfig, progress=True, stop_after=None, callbacks=()) -> dict:
     """Run the finetuning stage; returns its summary (also saved as `metrics.json` in the run directory)."""
     cfg, run, store = start_stage(cfg, progress)
     tr, va = _split(store, cfg, run)
     ds = PairDataset(store, tr, cfg.max_frames, cfg.max_text_len, cfg.text, cfg.padding)
     model = build_encoder(cfg.start(), store.vocab_size, cfg.max_frames)
-    model.cfg.save(run/'model_config.json')
+    model.cfg.save(run/RunFiles.MODEL_CONFIG)
     eval_fn, embeddings = _validator(store, va, Inputs.of(cfg, store), cfg.eval_batch_size)
     summary = train(PairModel(model), ds, cfg.train_config(), run, collate_fn=collate_pairs, eval_fn=eval_fn,
-                    stop_after=stop_after)
+                    stop_after=stop_after, callbacks=callbacks)
     log, ev = [r for r in read_metrics(run) if 'loss' in r], summary.get('eval') or {}
     at_best = next((r for r in read_metrics(run) if r['step'] == summary['best_step'] and 'eval_mse' in r), {})
     out = dict(start=cfg.start(), split=cfg.split, train_pairs=len(tr), valid_pairs=len(va),
-               dropped_pairs=load_json(run/'split.json')['dropped'], best_spearman=summary['best'],
+               dropped_pairs=load_json(run/RunFiles.SPLIT)['dropped'], best_spearman=summary['best'],
                best_mse=at_best.get('eval_mse'), best_step=summary['best_step'], final_spearman=ev.get('spearman'),
                final_mse=ev.get('mse'), first_loss=log[0]['loss'] if log else None,
-               last_loss=log[-1]['loss'] if log else None, parameters=sum(p.numel() for p in model.parameters()))
+               last_loss=log[-1]['loss'] if log else None, parameters=count_parameters(model))
     out |= {k: v for k, v in summary.items() if k not in out}
-    if not summary['stopped'] and (run/'best'/'model.safetensors').exists():
+    if not summary['stopped'] and (run/RunFiles.BEST_WEIGHTS).exists():
         _predictions(run, va, embeddings, next(model.parameters()).device, progress)
-    save_json(out, run/'metrics.json')
+    save_json(out, run/RunFiles.METRICS)
     return out

@@ -12,10 +12,10 @@ import torch
 import torch.nn as nn
 from scipy.stats import rankdata, spearmanr
 from torch.utils.data import DataLoader
-from ..core import Config, DataError, KitError, claim_run, load_json, progress_bar, runs_root, set_seed
+from ..core import Config, DataError, KitError, RunFiles, claim_run, load_json, progress_bar, runs_root, set_seed
 from ..data.store import TEXT_INPUTS, VideoDataset, check_padding, collate_videos, load_tokenizer, open_store
 from ..model.encoder import MODEL_SIZES, ModelConfig, VideoBert, model_config
-from .loop import TrainConfig, latest_checkpoint, load_weights
+from .core import TrainConfig, latest_checkpoint, load_weights
 from ..model.tasks import weights_note
 
 # %% auto #0
@@ -96,7 +96,7 @@ def start_stage(cfg: StageConfig, progress=True):
     claim_run(run, cfg)
     set_seed(cfg.seed)
     store = open_store(cfg.data_dir, cfg.store_dir, load_tokenizer(cfg.tokenizer), progress=progress)
-    Inputs.of(cfg, store).save(run/'inputs.json')
+    Inputs.of(cfg, store).save(run/RunFiles.INPUTS)
     return cfg, run, store
 
 # %% ../../nbs/07_training.stage.ipynb #57ed6b10
@@ -116,7 +116,7 @@ def build_encoder(start: str, vocab_size: int, max_frames: int = 32) -> VideoBer
     return model
 
 # %% ../../nbs/07_training.stage.ipynb #2c007d37
-WEIGHTS = {'best': 'best/model.safetensors', 'final': 'model.safetensors', 'ema': 'model_ema.safetensors'}
+WEIGHTS = {'best': RunFiles.BEST_WEIGHTS, 'final': RunFiles.WEIGHTS, 'ema': RunFiles.EMA_WEIGHTS}
 
 def run_weights(run_dir, which: str = 'auto') -> Path:
     """The weight file of `run_dir` for `which` in best | final | ema | checkpoint | auto (best if kept, else final)."""
@@ -125,7 +125,7 @@ def run_weights(run_dir, which: str = 'auto') -> Path:
     if which == 'checkpoint':
         ck = latest_checkpoint(run)
         if ck is None: raise FileNotFoundError(f'{run}: no checkpoint')
-        return ck/'model.safetensors'
+        return ck/RunFiles.WEIGHTS                # Accelerate's name for the model's weights: the same
     if which not in WEIGHTS: raise KitError(f"which must be one of {[*WEIGHTS, 'checkpoint', 'auto']}, got {which!r}")
     p = run/WEIGHTS[which]
     if not p.exists(): raise FileNotFoundError(f'{p}: no {which} weights in this run (is it finished?)')
@@ -140,15 +140,15 @@ class _Holder(nn.Module):
 def load_run(run_dir, which: str = 'auto') -> tuple[VideoBert, Inputs]:
     """A run's trained encoder (in eval mode) and the input settings it was trained with."""
     run = Path(run_dir)
-    for f in ('model_config.json', 'inputs.json'):
+    for f in (RunFiles.MODEL_CONFIG, RunFiles.INPUTS):
         if not (run/f).exists():
             raise FileNotFoundError(f'{run/f}: missing; {run} is not a pretraining or finetuning run')
-    model, path = VideoBert(ModelConfig.load(run/'model_config.json')), run_weights(run, which)
+    model, path = VideoBert(ModelConfig.load(run/RunFiles.MODEL_CONFIG)), run_weights(run, which)
     missing, _ = load_weights(_Holder(model), path, strict=False)   # the stage's heads are not the encoder's
     if missing: raise DataError(path, f'{len(missing)} encoder weights missing (e.g. {sorted(missing)[:3]})')
-    note = weights_note(load_json(run/'config.json')) if (run/'config.json').exists() else ''
+    note = weights_note(load_json(run/RunFiles.CONFIG)) if (run/RunFiles.CONFIG).exists() else ''   # any era's
     if note: warnings.warn(f'{run}: {note}', stacklevel=2)
-    return model.eval(), Inputs.load(run/'inputs.json')
+    return model.eval(), Inputs.load(run/RunFiles.INPUTS)
 
 # %% ../../nbs/07_training.stage.ipynb #0f0be814
 def embed_rows(model: VideoBert, store, rows, inputs: Inputs = Inputs(), batch_size: int = 256, device=None,
