@@ -34,7 +34,8 @@ from mmvsim.core import FRAME_DIM, cpu_cores
 from mmvsim.evaluation.ensemble import blend
 from mmvsim.model.encoder import VideoBert, model_config
 from mmvsim.training.stage import Inputs, embed_rows
-from mmvsim.data.store import Store, VideoDataset, collate_videos, load_tokenizer, open_store, pad_frames, text_ids
+from mmvsim.data.store import Store, load_tokenizer, open_store
+from mmvsim.data.datasets import TextLayout, VideoDataset, collate_batch, pad_frames
 from mmvsim.data.synth import generate
 from mmvsim.model.tasks import (PretrainModel, loss_weights, mask_cap, mask_frames, mask_tokens, mfm_loss, mfm_positions,
                           mlm_positions)
@@ -117,8 +118,8 @@ class Bench:
 
     @property
     def collate(self):
-        """The training collate function: `collate_videos`, with the tags widened to the original's on CUDA."""
-        return WideTags(self.shape[1]) if self.cuda else collate_videos
+        """The training collate function: `collate_batch`, with the tags widened to the original's on CUDA."""
+        return WideTags(self.shape[1]) if self.cuda else collate_batch
 
     def sync(self):
         """Wait for the GPU's queued work (nothing on a CPU)."""
@@ -126,11 +127,11 @@ class Bench:
 
 
 class WideTags:
-    """`collate_videos` with the tag multi-hot widened to `num_tags` columns (the real tag list has 10,000)."""
+    """`collate_batch` with the tag multi-hot widened to `num_tags` columns (the real tag list has 10,000)."""
     def __init__(self, num_tags: int): self.num_tags = num_tags
 
     def __call__(self, items) -> dict:
-        b = collate_videos(items)
+        b = collate_batch(items)
         t = b['tags']
         b['tags'] = torch.cat([t, t.new_zeros(len(t), self.num_tags - t.shape[1])], 1)
         return b
@@ -173,19 +174,19 @@ class Reference(nn.Module):
         F_ = frames.shape[1]
         words = self.bert.embeddings.word_embeddings(ids)                                      # (B, L, H)
         v = self.frame_proj(masked_frames.to(self.frame_proj.weight.dtype)) + self.frame_pos.weight[:F_]
-        x = torch.cat([words[:, :1], self.frame_norm(v), words[:, 1:]], 1)                      # (B, 1+F+L-1, H)
-        mask = torch.cat([tm[:, :1], fm, tm[:, 1:]], 1).long()
+        x = TextLayout.join(words, self.frame_norm(v))                                         # (B, L+F, H)
+        mask = TextLayout.join(tm, fm).long()
         h = self.bert(inputs_embeds=x, attention_mask=mask).last_hidden_state
         bce = F.binary_cross_entropy_with_logits(self.vtc(F.relu(h[:, 0])), batch['tags'].float(),
                                                  reduction='none').mean(-1)                     # (B,)
         w = batch['has_tags'].float()
-        text = torch.cat([h[:, :1], h[:, 1 + F_:]], 1)                                         # (B, L, H)
+        text, frame_h = TextLayout.split(h, F_)                                                # (B, L, H), (B, F, H)
         pos, labels = mlm_positions(labels, cap)                                               # (B, cap)
         logits = self.mlm(text.gather(1, pos[..., None].expand(-1, -1, text.shape[-1])))       # (B, cap, V)
         mlm = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction='sum')
         fpos, counted = mfm_positions(masked, kf)                                              # (kf,)
         losses = dict(vtc=(bce * w).sum() / w.sum().clamp(min=1), mlm=mlm / (labels != -100).sum().clamp(min=1),
-                      mfm=mfm_loss(self.mfm(h[:, 1:1 + F_].flatten(0, 1)[fpos]), frames, fm, fpos, counted))
+                      mfm=mfm_loss(self.mfm(frame_h.flatten(0, 1)[fpos]), frames, fm, fpos, counted))
         return dict(loss=sum(self.weights[k] * v for k, v in losses.items()), **losses)
 
 
@@ -346,13 +347,13 @@ class TFRecordVideos(Dataset):
         frames, frame_mask = pad_frames(frames, self.max_frames)
         title = self.tok(feats['title'].decode('utf-8'), add_special_tokens=False, truncation=True,
                          max_length=self.max_tokens)['input_ids']
-        ids, text_mask = text_ids(title, (), self.max_text_len, self.tok.cls_token_id, self.tok.sep_token_id,
-                                  self.tok.pad_token_id)
+        ids, text_mask = TextLayout().ids([title], self.max_text_len, self.tok.cls_token_id, self.tok.sep_token_id,
+                                          self.tok.pad_token_id)
         tags = feats.get('tag_id')
-        tag_index = np.array([self.tag_index[t] for t in tags.tolist() if t in self.tag_index]
-                             if tags is not None else [], np.int32)
-        return dict(frames=frames, frame_mask=frame_mask, input_ids=ids, text_mask=text_mask, tag_index=tag_index,
-                    num_tags=len(self.tag_index), has_tags=tags is not None, index=int(self.rows[i]))
+        multi_hot = np.zeros(len(self.tag_index), bool)
+        multi_hot[[self.tag_index[t] for t in (tags.tolist() if tags is not None else []) if t in self.tag_index]] = True
+        return dict(frames=frames, frame_mask=frame_mask, input_ids=ids, text_mask=text_mask, tags=multi_hot,
+                    has_tags=tags is not None, index=int(self.rows[i]))
 
 
 def record_entries(store: Store, data_dir, index_dir) -> list:
@@ -374,7 +375,7 @@ def record_entries(store: Store, data_dir, index_dir) -> list:
 
 def timed_pass(ds, batch_size: int, workers: int) -> tuple[float, float]:
     """Videos/s of a full pass (worker start included) and of the batches after the first."""
-    dl = DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate_videos)
+    dl = DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate_batch)
     t0 = time.perf_counter()
     n, first, n_first = 0, None, 0
     for bt in dl:
@@ -415,7 +416,7 @@ def padded_batches(ds: VideoDataset, order, batch: int, keep: int) -> tuple[floa
     picked = set(np.linspace(0, len(chunks) - 1, min(keep, len(chunks))).round().astype(int).tolist())
     real = total = 0
     kept = []
-    for j, bt in enumerate(DataLoader(ds, batch_sampler=chunks, collate_fn=collate_videos)):
+    for j, bt in enumerate(DataLoader(ds, batch_sampler=chunks, collate_fn=collate_batch)):
         real += int(bt['frame_mask'].sum() + bt['text_mask'].sum())
         total += bt['frame_mask'].numel() + bt['text_mask'].numel()
         if j in picked: kept.append(bt)

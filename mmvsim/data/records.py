@@ -17,7 +17,7 @@ from ..core import DataError, FRAME_DIM, FRAME_BYTES, KitError, atomic_write
 # %% auto #0
 __all__ = ['make_video', 'encode_video', 'decode_video', 'write_records', 'iter_raw_records', 'read_records', 'count_records',
            'read_labels', 'write_labels', 'merge_duplicate_pairs', 'read_tag_list', 'write_tag_list',
-           'competition_files']
+           'competition_files', 'edge_case_competition']
 
 # %% ../../nbs/01_data.records.ipynb #178366d4
 def make_video(id, title='', asr_text='', frames=None, tag_id=None, category_id=-1) -> dict:
@@ -197,3 +197,35 @@ def competition_files(data_dir) -> dict:
         p = d/t/f'{t}.tfrecords'
         if p.exists(): files[t] = p
     return files
+
+# %% ../../nbs/01_data.records.ipynb #c7d053f7
+_CHARS = ''.join(dict.fromkeys('的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能下过子说产种面而方后多定行学法'))
+_SPECIALS = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]']
+
+def edge_case_competition(d, seed=0) -> dict:
+    """Write a tiny competition directory with every edge case, plus `vocab.txt`; returns the videos per split."""
+    d, rng = Path(d), np.random.default_rng(seed)
+    (d/'vocab.txt').parent.mkdir(parents=True, exist_ok=True)
+    (d/'vocab.txt').write_text('\n'.join(_SPECIALS + list(_CHARS) + ['a', 'b', '##c']) + '\n', encoding='utf-8')
+    tag_list = [10, 20, 30, 40, 50]
+    write_tag_list(d/'tag_list.txt', tag_list)
+    def text(n): return ''.join(rng.choice(list(_CHARS + ' abcXYZ'), n))
+    def video(i, tagged=True, n_frames=None):
+        n = int(rng.integers(0, 45)) if n_frames is None else n_frames
+        fr = rng.standard_normal((n, FRAME_DIM)).astype(np.float16)
+        if n: fr[-1, -7:] = 0   # trailing zero bytes
+        tags = rng.choice([10, 20, 30, 40, 50, 60, 70], int(rng.integers(0, 4)), replace=False) if tagged else None
+        return make_video(str(1000 + i), text(int(rng.integers(0, 40))), text(int(rng.integers(0, 80))), fr, tags,
+                          int(rng.integers(100, 105)) if tagged else -1)
+    vids = dict(pointwise=[[video(i, n_frames=[0, 1, 40, 33, 32][i] if i < 5 else None) for i in range(12)],
+                           [video(i) for i in range(12, 20)]],
+                pairwise=[video(i) for i in range(20, 30)], test_a=[video(i, False) for i in range(30, 36)],
+                test_b=[video(i, False) for i in range(36, 40)])
+    vids['pointwise'][1][0] = vids['pointwise'][0][3]   # the same video listed again: stored once
+    for k, sh in enumerate(vids['pointwise']): write_records(d/'pointwise'/f'pretrain_{k}.tfrecords', sh)
+    write_records(d/'pairwise'/'pairwise.tfrecords', vids['pairwise'])
+    for t in ('test_a', 'test_b'): write_records(d/t/f'{t}.tfrecords', vids[t])
+    pairs = [(f'{1000 + a}', f'{1000 + b}', s) for a, b, s in [(20, 21, 0.9), (20, 22, 0.1), (23, 24, 0.55), (26, 25, 0.3)]]
+    write_labels(d/'pairwise'/'label.tsv', pd.DataFrame(pairs, columns=['id1', 'id2', 'similarity']))
+    return vids
+

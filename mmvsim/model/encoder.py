@@ -12,7 +12,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from transformers import BertConfig
 from transformers.models.bert.modeling_bert import BertEmbeddings, BertEncoder, BertOnlyMLMHead, BertLMPredictionHead
+import numpy as np
 from ..core import Config, FRAME_DIM, EMB_DIM, KitError
+from ..data.datasets import TextLayout
 
 # %% auto #0
 __all__ = ['MODEL_SIZES', 'ModelConfig', 'model_config', 'FrameEmbeddings', 'joint_mask', 'attention_bias', 'VideoBertOutput',
@@ -82,8 +84,8 @@ class FrameEmbeddings(nn.Module):
 
 # %% ../../nbs/04_model.encoder.ipynb #af62929e
 def joint_mask(text_mask, frame_mask):
-    """`cat(text_mask[:, :1], frame_mask, text_mask[:, 1:])` as bool: (B, 1 + F + L-1)."""
-    return torch.cat([text_mask[:, :1], frame_mask, text_mask[:, 1:]], 1).bool()  # (B, S)
+    """The joint sequence's mask (`TextLayout.join` of the two) as bool: (B, L + F)."""
+    return TextLayout.join(text_mask, frame_mask).bool()                         # (B, S)
 
 def attention_bias(mask, dtype, implementation='sdpa'):
     """The 4D mask `BertEncoder` expects: boolean for sdpa, additive (0 / dtype min) for eager."""
@@ -101,14 +103,14 @@ class VideoBertOutput:
     num_frames: int          # F
 
     @property
-    def frame_slice(self): return slice(1, 1 + self.num_frames)
+    def frame_slice(self): return slice(TextLayout.CLS, TextLayout.CLS + self.num_frames)
     @property
     def cls(self): return self.hidden[:, 0]                                      # (B, H)
     @property
     def frame_hidden(self): return self.hidden[:, self.frame_slice]              # (B, F, H)
     @property
     def text_hidden(self):                                                       # (B, L, H) aligned with input_ids
-        return torch.cat([self.hidden[:, :1], self.hidden[:, 1 + self.num_frames:]], 1)
+        return TextLayout.split(self.hidden, self.num_frames)[0]
 
 def masked_mean(x, mask):
     """Mean of `x` (B, S, H) over positions where `mask` (B, S) is True."""
@@ -158,7 +160,7 @@ class VideoBert(nn.Module):
         F_ = frames.shape[1]
         t = self.text_embeddings(input_ids=ids)                                  # (B, L, H)
         v = self.frame_embeddings(frames)                                        # (B, F, H)
-        x = torch.cat([t[:, :1], v, t[:, 1:]], 1)                                # (B, S, H)
+        x = TextLayout.join(t, v)                                                # (B, S, H)
         mask = joint_mask(batch['text_mask'], batch['frame_mask'])               # (B, S)
         bias = attention_bias(mask, x.dtype, self.cfg.attn_implementation)
         h = self.encoder(x, attention_mask=bias).last_hidden_state               # (B, S, H)
@@ -179,16 +181,13 @@ def fake_batch(B=13, F=8, L=12, vocab_size=300, num_tags=20, cls_id=101, sep_id=
     """A random video batch following the batch contract (variable frame counts and title lengths)."""
     g = torch.Generator().manual_seed(seed)
     n_f = torch.randint(1, F + 1, (B,), generator=g)                              # frames per video
-    n_t = torch.randint(0, L - 2, (B,), generator=g)                              # title tokens per video
+    lay = TextLayout()
+    n_t = torch.randint(0, L - lay.specials + 1, (B,), generator=g)              # title tokens per video
     frame_mask = torch.arange(F)[None] < n_f[:, None]                             # (B, F)
     frames = (torch.randn(B, F, frame_dim, generator=g) * frame_mask[..., None]).half()
-    L_ = n_t + 3                                                                  # [CLS] [SEP] title [SEP]
-    text_mask = torch.arange(L)[None] < L_[:, None]                               # (B, L)
-    ids = torch.randint(first_word, vocab_size, (B, L), generator=g)             # ordinary words
-    pos = torch.arange(L)[None].expand(B, L)
-    ids = torch.where(pos == 0, cls_id, ids)
-    ids = torch.where((pos == 1) | (pos == L_[:, None] - 1), sep_id, ids)
-    ids = torch.where(text_mask, ids, pad_id)
+    words = torch.randint(first_word, vocab_size, (B, L), generator=g).numpy()   # ordinary words
+    text = [lay.ids([words[i, :n]], L, cls_id, sep_id, pad_id) for i, n in enumerate(n_t.tolist())]
+    ids, text_mask = (torch.from_numpy(np.stack(x)) for x in zip(*text))         # (B, L) each
     tags = torch.rand(B, num_tags, generator=g) < 0.2
     return dict(frames=frames, frame_mask=frame_mask, input_ids=ids, text_mask=text_mask, tags=tags,
                 has_tags=torch.ones(B, dtype=torch.bool), index=torch.arange(B))

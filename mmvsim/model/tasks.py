@@ -11,6 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from scipy.stats import binom
 from ..core import KitError
+from ..data.datasets import TextLayout
 from .encoder import VideoBert, VideoBertOutput, bert_param_groups
 
 # %% auto #0
@@ -147,7 +148,7 @@ class ITC(nn.Module):
     def forward(self, model: VideoBert, batch):
         tm = batch['text_mask']
         pos = torch.arange(tm.shape[1], device=tm.device)
-        video = model({**batch, 'text_mask': tm & (pos < 2)}).embedding                       # [CLS] frames [SEP]
+        video = model({**batch, 'text_mask': tm & (pos < TextLayout.HEAD)}).embedding         # [CLS] frames [SEP]
         no_frames = torch.zeros_like(batch['frame_mask'])
         text = model({**batch, 'frame_mask': no_frames}).embedding                            # [CLS] [SEP] title [SEP]
         return info_nce(video, text, self.log_scale.clamp(max=math.log(100)).exp())

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import breadth_first_order, connected_components
 from ..core import KitError, RunFiles, load_json, save_json
-from ..data.store import PairDataset, collate_pairs
+from ..data.datasets import PairDataset, collate_batch
 from ..model.encoder import VideoBert, bert_param_groups, count_parameters
 from ..training.core import read_metrics
 from ..training.loop import train
@@ -234,7 +234,7 @@ def finetune(cfg: FinetuneConfig, progress=True, stop_after=None, callbacks=()) 
     model = build_encoder(cfg.start(), store.vocab_size, cfg.max_frames)
     model.cfg.save(run/RunFiles.MODEL_CONFIG)
     eval_fn, embeddings = _validator(store, va, Inputs.of(cfg, store), cfg.eval_batch_size)
-    summary = train(PairModel(model), ds, cfg.train_config(), run, collate_fn=collate_pairs, eval_fn=eval_fn,
+    summary = train(PairModel(model), ds, cfg.train_config(), run, collate_fn=collate_batch, eval_fn=eval_fn,
                     stop_after=stop_after, callbacks=callbacks)
     log, ev = [r for r in read_metrics(run) if 'loss' in r], summary.get('eval') or {}
     at_best = next((r for r in read_metrics(run) if r['step'] == summary['best_step'] and 'eval_mse' in r), {})

@@ -6,7 +6,7 @@
 from __future__ import annotations
 from dataclasses import dataclass, field
 from ..core import KitError, RunFiles, save_json
-from ..data.store import VideoDataset, collate_videos
+from ..data.datasets import VideoDataset, collate_batch
 from ..model.encoder import count_parameters
 from ..model.tasks import ORIGINAL_TAGS, PretrainModel, loss_weights, parse_tasks
 from ..training.core import read_metrics
@@ -51,7 +51,7 @@ def pretrain(cfg: PretrainConfig, progress=True, stop_after=None, callbacks=()) 
     model.cfg.save(run/RunFiles.MODEL_CONFIG)
     pm = PretrainModel(model, parse_tasks(cfg.tasks), num_tags=store.num_tags, weights=cfg.weights,
                        weight_rule=cfg.weight_rule, special_ids=store.special_token_ids, mask_id=store.mask_id)
-    summary = train(pm, ds, cfg.train_config(), run, collate_fn=collate_videos, stop_after=stop_after,
+    summary = train(pm, ds, cfg.train_config(), run, collate_fn=collate_batch, stop_after=stop_after,
                     callbacks=callbacks)
     log = [r for r in read_metrics(run) if 'loss' in r]
     names = ['loss', *parse_tasks(cfg.tasks)]

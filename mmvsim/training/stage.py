@@ -13,7 +13,8 @@ import torch.nn as nn
 from scipy.stats import rankdata, spearmanr
 from torch.utils.data import DataLoader
 from ..core import Config, DataError, KitError, RunFiles, claim_run, load_json, progress_bar, runs_root, set_seed
-from ..data.store import TEXT_INPUTS, VideoDataset, check_padding, collate_videos, load_tokenizer, open_store
+from ..data.store import load_tokenizer, open_store
+from ..data.datasets import TextLayout, VideoDataset, check_padding, collate_batch
 from ..model.encoder import MODEL_SIZES, ModelConfig, VideoBert, model_config
 from .core import TrainConfig, latest_checkpoint, load_weights
 from ..model.tasks import weights_note
@@ -35,19 +36,17 @@ class StageConfig(TrainConfig):
     bert_path: str = ''              # local Hugging Face BERT checkpoint to initialise from; '' = random init
     text: str = 'title'              # title | asr | title+asr
     max_frames: int = 32             # frames per video (uniformly sub-sampled when longer)
-    max_text_len: int = 36           # text positions: [CLS] [SEP] title [SEP], padded
+    max_text_len: int = 36           # text positions (`TextLayout`: [CLS] [SEP] title [SEP]), padded
     padding: str = 'longest'         # pad a batch to its 'longest' video (rounded up to 8; same results) or to 'max'
 
     def validate(self):
         """Refuse settings that make no sense, naming the setting and its valid values."""
         super().validate()
-        if self.text not in TEXT_INPUTS: raise KitError(f'text must be one of {TEXT_INPUTS} (got {self.text!r})')
         if self.model_size and self.model_size not in MODEL_SIZES:
             raise KitError(f'model_size must be one of {sorted(MODEL_SIZES)} (got {self.model_size!r})')
         if self.max_frames < 1: raise KitError(f'max_frames must be >= 1 (got {self.max_frames})')
         check_padding(self.padding)
-        if self.max_text_len < 3:
-            raise KitError(f'max_text_len must be >= 3, room for [CLS] [SEP] [SEP] (got {self.max_text_len})')
+        TextLayout(self.text).check_len(self.max_text_len)     # a known text, room for its special tokens
 
     def start(self) -> str:
         """Where the encoder starts: 'bert:<dir>' or 'scratch:<size>'."""
@@ -161,7 +160,7 @@ def embed_rows(model: VideoBert, store, rows, inputs: Inputs = Inputs(), batch_s
     if device is not None: model.to(dev)
     ds = VideoDataset(store, np.asarray(rows, np.int64), inputs.max_frames, inputs.max_text_len, inputs.text,
                       padding='longest')
-    dl = DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=collate_videos)
+    dl = DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=collate_batch)
     was, out = model.training, []
     model.eval()
     try:
