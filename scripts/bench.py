@@ -552,7 +552,7 @@ def scale_section(b: Bench) -> list[dict]:
             return [dict(step='skipped', note=f'{free / 1e9:.1f} GB free, about {need / 1e9:.1f} GB needed')]
         data, store = root/'data', root/'store'
         say(f'scale: generating {asked:,} videos ({shards} shards, {cpu_cores()} workers)')
-        gen = child('mmvsim.synth', 'generate', out_dir=str(data), preset='full', seed=b.seed, shards=shards,
+        gen = child('mmvsim.data.synth', 'generate', out_dir=str(data), preset='full', seed=b.seed, shards=shards,
                     videos_per_shard=asked // shards, pair_queries=max(1, round(9_700 * asked / 1e6)),
                     test_queries=max(1, round(3_070 * asked / 1e6)), workers=cpu_cores(), progress=False)
         say('scale: building the store')

@@ -1,1 +1,0 @@
-"""Data: the competition's records, the synthetic generator and the training store."""

@@ -17,8 +17,9 @@ from .records import (iter_raw_records, decode_video, read_labels, read_tag_list
                             merge_duplicate_pairs)
 
 # %% auto #0
-__all__ = ['FORMAT_VERSION', 'NONFINITE', 'SPLITS', 'load_tokenizer', 'tokenizer_fingerprint', 'special_ids', 'build_store',
-           'read_manifest', 'Store', 'store_problem', 'store_matches', 'open_store']
+__all__ = ['FORMAT_VERSION', 'NONFINITE', 'SPLITS', 'MANIFEST', 'STORE_FILES', 'FORMAT', 'load_tokenizer',
+           'tokenizer_fingerprint', 'special_ids', 'build_store', 'read_manifest', 'Store', 'store_problem',
+           'store_matches', 'open_store']
 
 # %% ../../nbs/03a_data.store.ipynb #a53e55a4
 def load_tokenizer(path):
@@ -50,6 +51,32 @@ def special_ids(tok) -> dict:
 FORMAT_VERSION = 2                                     # 2: per-split rows, file sizes in the manifest
 NONFINITE = ('error', 'zero')                          # what a store build does with NaN/inf frame values
 SPLITS = ('pointwise', 'pairwise', 'test_a', 'test_b')
+MANIFEST = 'manifest.json'                             # the store's description, written last
+
+STORE_FILES = {                # array -> (file, dtype): the store's format, in one place; N videos, P pairs
+    'frames': ('frames.f16', np.float16),              # (frames, 1536) every video's frames, concatenated
+    'title': ('title.i32', np.int32),                  # title token ids, concatenated
+    'asr': ('asr.i32', np.int32),                      # ASR token ids, concatenated
+    'tags': ('tags.i32', np.int32),                    # tag indices into `tag_list`, concatenated
+    **{f'{k}_offsets': (f'{k}_offsets.npy', np.int64) for k in ('frame', 'title', 'asr', 'tag')},   # (N + 1,)
+    'category': ('category.npy', np.int64),            # (N,) category id, -1 when unknown
+    'split': ('split.npy', np.int8),                   # (N,) index into SPLITS of the first split listing it
+    'has_tags': ('has_tags.npy', np.bool_),            # (N,) whether the video came with tags
+    'ids': ('ids.npy', np.bytes_),                     # (N,) ids by row, utf-8
+    'ids_sorted': ('ids_sorted.npy', np.bytes_),       # (N,) ids sorted ...
+    'id_order': ('id_order.npy', np.int64),            # (N,) ... and their rows: lookup by binary search
+    **{f'rows_{s}': (f'rows_{s}.npy', np.int64) for s in SPLITS},   # the rows of every split (a row may be in several)
+    'pair_rows': ('pair_rows.npy', np.int64),          # (P, 2) the labelled pairs' rows (a store with pairwise)
+    'pair_similarity': ('pair_similarity.npy', np.float64),   # (P,) their labels
+    'tag_list': ('tag_list.npy', np.int64),            # the tags VTC predicts, in `tag_list.txt` order
+}
+_TABLE = repr(sorted((k, f, np.dtype(t).str) for k, (f, t) in STORE_FILES.items())).encode()
+FORMAT = f'{FORMAT_VERSION}:{hashlib.blake2b(_TABLE, digest_size=4).hexdigest()}'   # a changed table: another format
+
+def _save(d: Path, name: str, a):
+    """Write store array `name` into folder `d` under its file name and dtype."""
+    f, dt = STORE_FILES[name]
+    np.save(d/f, np.asarray(a, dt))
 
 def _plan(data_dir, splits) -> tuple[dict, list]:
     """Competition files and the `(split, path)` record files to read, in order; absent test sets are skipped."""
@@ -70,16 +97,17 @@ def _inputs(data_dir, files, plan, splits) -> list[dict]:
 
 # %% ../../nbs/03a_data.store.ipynb #4d7b4e78
 class _Flat:
-    """An append-only flat array file with its offsets kept in memory."""
-    def __init__(self, path, dtype):
-        self.f, self.dtype, self.offsets = open(path, 'wb'), np.dtype(dtype), array('q', [0])
+    """An append-only flat store array (`name`) with its offsets (`kind_offsets`) kept in memory."""
+    def __init__(self, d: Path, name: str, kind: str):
+        (file, dtype), self.d, self.kind = STORE_FILES[name], d, kind
+        self.f, self.dtype, self.offsets = open(d/file, 'wb'), np.dtype(dtype), array('q', [0])
     def add(self, values):
         a = np.asarray(values, self.dtype)
         self.f.write(a.tobytes())
         self.offsets.append(self.offsets[-1] + len(a))
-    def close(self, offsets_path):
+    def close(self):
         self.f.close()
-        np.save(offsets_path, np.frombuffer(self.offsets, np.int64))
+        _save(self.d, f'{self.kind}_offsets', np.frombuffer(self.offsets, np.int64))
 
 def _finite_frames(v, path, record, nonfinite: str) -> tuple[np.ndarray, int]:
     """The video's frames and how many values were zeroed: NaN/inf refused, or zeroed with nonfinite='zero'."""
@@ -96,9 +124,8 @@ class _StoreWriter:
     def __init__(self, d, tok, tag_list, max_tokens, batch_size, nonfinite='error'):
         self.d, self.tok, self.max_tokens, self.batch_size = Path(d), tok, max_tokens, batch_size
         self.tag_index, self.nonfinite = {t: i for i, t in enumerate(tag_list)}, nonfinite
-        self.frames = open(self.d/'frames.f16', 'wb')
-        self.frame_offsets = array('q', [0])
-        self.title, self.asr, self.tags = (_Flat(self.d/f'{k}.i32', np.int32) for k in ('title', 'asr', 'tags'))
+        self.frames = _Flat(self.d, 'frames', 'frame')
+        self.title, self.asr, self.tags = (_Flat(self.d, k, k.rstrip('s')) for k in ('title', 'asr', 'tags'))
         self.category, self.split, self.has_tags = array('q'), array('b'), array('b')
         self.row_of, self.dups, self.text, self.zeroed = {}, {}, [], 0
         self.digest, self.place, self.files = array('q'), array('q'), []   # per row: content hash, file and record
@@ -128,8 +155,7 @@ class _StoreWriter:
         self.digest.append(digest)
         self.place.append(((len(self.files) - 1) << 32) + record)
         self.split_rows[split].append(row)
-        self.frames.write(fr.tobytes())
-        self.frame_offsets.append(self.frame_offsets[-1] + len(fr))
+        self.frames.add(fr)
         tags = [] if v['tag_id'] is None else [self.tag_index[t] for t in v['tag_id'].tolist() if t in self.tag_index]
         self.tags.add(tags)
         self.category.append(v['category_id'])
@@ -154,19 +180,16 @@ class _StoreWriter:
 def close(self: _StoreWriter):
     """Write what is still buffered and the index arrays: offsets, categories, splits, ids (sorted too), rows per split."""
     self.flush()
-    self.frames.close()
-    np.save(self.d/'frame_offsets.npy', np.frombuffer(self.frame_offsets, np.int64))
-    for k in ('title', 'asr'): getattr(self, k).close(self.d/f'{k}_offsets.npy')
-    self.tags.close(self.d/'tag_offsets.npy')
-    np.save(self.d/'category.npy', np.frombuffer(self.category, np.int64))
-    np.save(self.d/'split.npy', np.frombuffer(self.split, np.int8))
-    np.save(self.d/'has_tags.npy', np.frombuffer(self.has_tags, np.int8).astype(bool))
+    for flat in (self.frames, self.title, self.asr, self.tags): flat.close()
+    _save(self.d, 'category', np.frombuffer(self.category, np.int64))
+    _save(self.d, 'split', np.frombuffer(self.split, np.int8))
+    _save(self.d, 'has_tags', np.frombuffer(self.has_tags, np.int8))
     ids = np.array([i.encode('utf-8') for i in self.row_of], dtype=bytes)
     order = np.argsort(ids, kind='stable')
-    np.save(self.d/'ids.npy', ids)
-    np.save(self.d/'ids_sorted.npy', ids[order])
-    np.save(self.d/'id_order.npy', order.astype(np.int64))
-    for s, rows in self.split_rows.items(): np.save(self.d/f'rows_{s}.npy', np.unique(np.frombuffer(rows, np.int64)))
+    _save(self.d, 'ids', ids)
+    _save(self.d, 'ids_sorted', ids[order])
+    _save(self.d, 'id_order', order)
+    for s, rows in self.split_rows.items(): _save(self.d, f'rows_{s}', np.unique(np.frombuffer(rows, np.int64)))
 
 # %% ../../nbs/03a_data.store.ipynb #1cec0d16
 def _write_videos(w: _StoreWriter, plan, data_dir, progress) -> dict:
@@ -188,8 +211,8 @@ def _write_pairs(tmp: Path, label_file, row_of: dict) -> tuple[int, int]:
     labels, merged = merge_duplicate_pairs(read_labels(label_file, known_ids=row_of))
     if merged: warnings.warn(f'{label_file}: {merged} pairs are listed twice (in either order): merged, with the mean label')
     rows = np.array([[row_of[a], row_of[b]] for a, b in zip(labels.id1, labels.id2)], np.int64).reshape(-1, 2)
-    np.save(tmp/'pair_rows.npy', rows)
-    np.save(tmp/'pair_similarity.npy', labels.similarity.to_numpy(np.float64))
+    _save(tmp, 'pair_rows', rows)
+    _save(tmp, 'pair_similarity', labels.similarity.to_numpy())
     return len(labels), merged
 
 @contextmanager
@@ -225,20 +248,20 @@ def build_store(data_dir, store_dir, tokenizer, splits: Sequence[str] = SPLITS,
             w = _StoreWriter(tmp, tok, tag_list, max_tokens, batch_size, nonfinite)
             n_records = _write_videos(w, plan, data_dir, progress)
             n_pairs, merged = _write_pairs(tmp, files['label'], w.row_of) if 'pairwise' in splits else (0, 0)
-            np.save(tmp/'tag_list.npy', np.asarray(tag_list, np.int64))
+            _save(tmp, 'tag_list', tag_list)
             if sum(w.dups.values()):
                 warnings.warn(f'{data_dir}: {sum(w.dups.values())} records repeat a video already read (same id, same '
                               f'content): kept once, and in every split that lists it ({w.dups})')
             for i in inputs: i['records'] = n_records.get(i['file'])
-            manifest = dict(format_version=FORMAT_VERSION, data_dir=str(data_dir), inputs=inputs, splits=list(splits),
+            manifest = dict(format_version=FORMAT_VERSION, format=FORMAT, data_dir=str(data_dir), inputs=inputs, splits=list(splits),
                             tokenizer=dict(fingerprint=tokenizer_fingerprint(tok), name=type(tok).__name__,
                                            path=str(getattr(tok, 'name_or_path', '') or '')),
                             special_tokens=special_ids(tok), max_tokens=max_tokens, videos=len(w.row_of),
                             counts={s: len(set(w.split_rows[s])) for s in splits}, duplicates=w.dups,
-                            frames=int(w.frame_offsets[-1]), tag_list_size=len(tag_list), pairs=n_pairs,
+                            frames=int(w.frames.offsets[-1]), tag_list_size=len(tag_list), pairs=n_pairs,
                             duplicate_pairs=merged, nonfinite_zeroed=w.zeroed, frame_dim=FRAME_DIM,
                             files={p.name: p.stat().st_size for p in sorted(tmp.iterdir())})
-            save_json(manifest, tmp/'manifest.json')
+            save_json(manifest, tmp/MANIFEST)
             old = store_dir.parent/f'.{store_dir.name}.{os.getpid()}.old'
             if store_dir.exists(): os.replace(store_dir, old)
             os.replace(tmp, store_dir)
@@ -249,19 +272,19 @@ def build_store(data_dir, store_dir, tokenizer, splits: Sequence[str] = SPLITS,
     return store_dir
 
 # %% ../../nbs/03a_data.store.ipynb #34cd87a3
-_RAW = {'frames': ('frames.f16', np.float16), 'title': ('title.i32', np.int32), 'asr': ('asr.i32', np.int32),
-        'tags': ('tags.i32', np.int32)}
-
 def read_manifest(store_dir) -> dict:
     """A store's manifest, checked: readable, of this format, and every file it lists there at its size."""
     d = Path(store_dir)
-    p = d/'manifest.json'
+    p = d/MANIFEST
     if not p.exists(): raise FileNotFoundError(f'{d}: not a store (no manifest.json); build one with build_store')
     try: m = load_json(p)
     except (ValueError, UnicodeDecodeError) as e: raise DataError(p, f'not readable JSON ({e}): rebuild the store') from None
-    if not isinstance(m, dict) or m.get('format_version') != FORMAT_VERSION:
-        got = m.get('format_version') if isinstance(m, dict) else None
-        raise DataError(p, f'store format {got}, this version reads {FORMAT_VERSION}: rebuild the store')
+    if not isinstance(m, dict) or m.get('format') != FORMAT:
+        got = m.get('format', m.get('format_version')) if isinstance(m, dict) else None
+        raise DataError(p, f'store format {got}, this version reads {FORMAT}: rebuild the store')
+    need = {f for k, (f, _) in STORE_FILES.items() if m.get('pairs') or not k.startswith('pair_')}   # pairs: if any
+    missing = sorted(need - set(m['files']))
+    if missing: raise DataError(p, f'lists no {missing[0]}: the store is damaged, rebuild it')
     for name, size in m['files'].items():
         f = d/name
         if not f.exists(): raise DataError(f, 'missing: the store is damaged, rebuild it')
@@ -301,13 +324,13 @@ class Store:
         """The store array `name` (see the format above), memory-mapped on first use in this process."""
         a = self._mm.get(name)
         if a is None:
-            if name in _RAW:
-                fn, dt = _RAW[name]
-                p = self.dir/fn
+            fn, dt = STORE_FILES[name]
+            p = self.dir/fn
+            if p.suffix == '.npy': a = np.load(p, mmap_mode='r')
+            else:                                             # a flat file: raw values of its dtype
                 n = p.stat().st_size // np.dtype(dt).itemsize
                 a = np.zeros(0, dt) if n == 0 else np.memmap(p, dt, 'r', shape=(n,))
                 if name == 'frames': a = a.reshape(-1, FRAME_DIM)
-            else: a = np.load(self.dir/f'{name}.npy', mmap_mode='r')
             self._mm[name] = a = a.view(np.ndarray)   # plain views of the map: slicing skips np.memmap's overhead
         return a
 
@@ -419,7 +442,7 @@ def pairs(self: Store) -> pd.DataFrame:
 # %% ../../nbs/03a_data.store.ipynb #b77388db
 def store_problem(store_dir, data_dir, tokenizer, splits: Sequence[str] = SPLITS, max_tokens: int = 256) -> str:
     """Why the store at `store_dir` cannot serve these inputs, tokenizer and settings ('' when it can)."""
-    if not (Path(store_dir)/'manifest.json').exists(): return 'no store yet'
+    if not (Path(store_dir)/MANIFEST).exists(): return 'no store yet'
     try: m = read_manifest(store_dir)
     except DataError as e: return str(e)
     files, plan = _plan(data_dir, splits)

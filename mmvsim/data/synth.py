@@ -19,10 +19,11 @@ from ..core import Config, FRAME_DIM, KitError, load_json, progress_bar, save_js
 from .records import make_video, write_records, write_labels, write_tag_list
 
 # %% auto #0
-__all__ = ['SYNTH_PRESETS', 'SPECIALS', 'SynthConfig', 'synth_config', 'World', 'render_video', 'sample_pairs', 'summary',
-           'reference_scores', 'valid_mask', 'reference_table', 'generate']
+__all__ = ['GENERATOR', 'SYNTH_PRESETS', 'SPECIALS', 'SynthConfig', 'synth_config', 'World', 'render_video', 'sample_pairs',
+           'summary', 'reference_scores', 'valid_mask', 'reference_table', 'generate']
 
 # %% ../../nbs/02_data.synth.ipynb #1df0f4b0
+GENERATOR = 'mmvsim.synth'   # meta.json's mark of a data set written here (its name since the first release)
 @dataclass
 class SynthConfig(Config):
     preset: str = 'demo'
@@ -279,7 +280,7 @@ def _write_pair_sets(cfg, w: World, tmp: Path, used: set, count_tags, progress) 
 # %% ../../nbs/02_data.synth.ipynb #514cf0b2
 def _is_synthetic(d: Path) -> bool:
     """Whether `d` holds a data set this kit generated."""
-    try: return load_json(d/'meta.json').get('generator') == 'mmvsim.synth'
+    try: return load_json(d/'meta.json').get('generator') == GENERATOR
     except (OSError, ValueError, AttributeError): return False
 
 def _replace_dir(tmp: Path, out: Path):
@@ -340,7 +341,7 @@ def generate(out_dir, preset='demo', seed=0, progress=True, overwrite=False, wor
     write_tag_list(tmp/'tag_list.txt', top)
     (tmp/'vocab.txt').write_text('\n'.join(w.vocab()) + '\n', encoding='utf-8')
     files = sorted(p for p in tmp.rglob('*') if p.is_file())
-    meta = dict(generator='mmvsim.synth', config=cfg.to_dict(), sizes=sizes | more, distinct_tags=len(tag_counts),
+    meta = dict(generator=GENERATOR, config=cfg.to_dict(), sizes=sizes | more, distinct_tags=len(tag_counts),
                 tags_outside_list=len(tag_counts) - len(top), bytes=sum(p.stat().st_size for p in files),
                 scores=scores, seconds=round(time.time() - t0, 1),
                 files=[str(p.relative_to(tmp)) for p in files] + ['meta.json'])

@@ -1,1 +1,0 @@
-"""Evaluation: embeddings and submissions, the ensemble, nearest neighbours."""

@@ -1,1 +1,0 @@
-"""Experiments: ablation grids, their runner and their report."""

@@ -1,1 +1,0 @@
-"""Model: the single-stream video BERT and its pretraining tasks."""

@@ -1,1 +1,0 @@
-"""Stages: pretraining and finetuning."""

@@ -1,1 +1,0 @@
-"""Training: the loop, its callbacks and what every stage shares."""
