@@ -19,7 +19,7 @@ from .records import (iter_raw_records, decode_video, read_labels, read_tag_list
 # %% auto #0
 __all__ = ['FORMAT_VERSION', 'NONFINITE', 'SPLITS', 'MANIFEST', 'STORE_FILES', 'FORMAT', 'load_tokenizer',
            'tokenizer_fingerprint', 'special_ids', 'build_store', 'read_manifest', 'Store', 'store_problem',
-           'store_matches', 'open_store']
+           'open_store']
 
 # %% ../../nbs/03a_data.store.ipynb #a53e55a4
 def load_tokenizer(path):
@@ -164,21 +164,18 @@ class _StoreWriter:
         self.text.append((v['title'], v['asr_text']))
         if len(self.text) >= self.batch_size: self.flush()
 
-    def _tokenize(self, texts):
-        return self.tok(list(texts), add_special_tokens=False, truncation=True, max_length=self.max_tokens,
-                        return_attention_mask=False, return_token_type_ids=False)['input_ids']
-
     def flush(self):
+        """Tokenise the buffered titles and ASR texts into their flat arrays."""
         if not self.text: return
-        titles, asrs = zip(*self.text)
+        for flat, texts in zip((self.title, self.asr), zip(*self.text)):
+            for t in self.tok(list(texts), add_special_tokens=False, truncation=True, max_length=self.max_tokens,
+                              return_attention_mask=False, return_token_type_ids=False)['input_ids']: flat.add(t)
         self.text = []
-        for t in self._tokenize(titles): self.title.add(t)
-        for t in self._tokenize(asrs): self.asr.add(t)
 
 # %% ../../nbs/03a_data.store.ipynb #7b23faa1
 @patch
 def close(self: _StoreWriter):
-    """Write what is still buffered and the index arrays: offsets, categories, splits, ids (sorted too), rows per split."""
+    """Write what is still buffered and the index arrays: offsets, categories, splits, ids (sorted too), split rows."""
     self.flush()
     for flat in (self.frames, self.title, self.asr, self.tags): flat.close()
     _save(self.d, 'category', np.frombuffer(self.category, np.int64))
@@ -209,7 +206,8 @@ def _write_videos(w: _StoreWriter, plan, data_dir, progress) -> dict:
 def _write_pairs(tmp: Path, label_file, row_of: dict) -> tuple[int, int]:
     """The labelled pairs as store rows (a pair listed twice merged into one, mean label); their count and merged."""
     labels, merged = merge_duplicate_pairs(read_labels(label_file, known_ids=row_of))
-    if merged: warnings.warn(f'{label_file}: {merged} pairs are listed twice (in either order): merged, with the mean label')
+    if merged:
+        warnings.warn(f'{label_file}: {merged} pairs are listed twice (in either order): merged, with the mean label')
     rows = np.array([[row_of[a], row_of[b]] for a, b in zip(labels.id1, labels.id2)], np.int64).reshape(-1, 2)
     _save(tmp, 'pair_rows', rows)
     _save(tmp, 'pair_similarity', labels.similarity.to_numpy())
@@ -226,11 +224,32 @@ def _build_lock(store_dir: Path):
         finally: fcntl.flock(f, fcntl.LOCK_UN)
 
 # %% ../../nbs/03a_data.store.ipynb #f61e5bbf
+def _write_store(tmp: Path, data_dir, tok, files, plan, inputs, splits, tag_list, max_tokens, batch_size, nonfinite,
+                 progress) -> dict:
+    """Write every store array into `tmp`; returns the manifest that describes them."""
+    w = _StoreWriter(tmp, tok, tag_list, max_tokens, batch_size, nonfinite)
+    n_records = _write_videos(w, plan, data_dir, progress)
+    n_pairs, merged = _write_pairs(tmp, files['label'], w.row_of) if 'pairwise' in splits else (0, 0)
+    _save(tmp, 'tag_list', tag_list)
+    if sum(w.dups.values()):
+        warnings.warn(f'{data_dir}: {sum(w.dups.values())} records repeat a video already read (same id, same '
+                      f'content): kept once, and in every split that lists it ({w.dups})')
+    for i in inputs: i['records'] = n_records.get(i['file'])
+    return dict(format_version=FORMAT_VERSION, format=FORMAT, data_dir=str(data_dir), inputs=inputs,
+                splits=list(splits),
+                tokenizer=dict(fingerprint=tokenizer_fingerprint(tok), name=type(tok).__name__,
+                               path=str(getattr(tok, 'name_or_path', '') or '')),
+                special_tokens=special_ids(tok), max_tokens=max_tokens, videos=len(w.row_of),
+                counts={s: len(set(w.split_rows[s])) for s in splits}, duplicates=w.dups,
+                frames=int(w.frames.offsets[-1]), tag_list_size=len(tag_list), pairs=n_pairs,
+                duplicate_pairs=merged, nonfinite_zeroed=w.zeroed, frame_dim=FRAME_DIM,
+                files={p.name: p.stat().st_size for p in sorted(tmp.iterdir())})
+
 def build_store(data_dir, store_dir, tokenizer, splits: Sequence[str] = SPLITS,
                 max_tokens: int = 256,   # title/ASR tokens kept per video
                 progress: bool = True, overwrite: bool = False,
                 batch_size: int = 1024,  # videos tokenised per call
-                nonfinite: str = 'error',  # NaN/inf frame values: 'error' refuses the record, 'zero' zeroes and counts them
+                nonfinite: str = 'error',  # NaN/inf frame values: 'error' refuses the record, 'zero' zeroes, counted
                ) -> Path:
     """Convert a competition directory into a memory-mapped store at `store_dir`, atomically."""
     tok, splits, store_dir = _as_tokenizer(tokenizer), tuple(splits), Path(store_dir)
@@ -245,23 +264,9 @@ def build_store(data_dir, store_dir, tokenizer, splits: Sequence[str] = SPLITS,
     with _build_lock(store_dir):
         tmp = Path(tempfile.mkdtemp(prefix=f'.{store_dir.name}.', suffix='.tmp', dir=store_dir.parent))
         try:
-            w = _StoreWriter(tmp, tok, tag_list, max_tokens, batch_size, nonfinite)
-            n_records = _write_videos(w, plan, data_dir, progress)
-            n_pairs, merged = _write_pairs(tmp, files['label'], w.row_of) if 'pairwise' in splits else (0, 0)
-            _save(tmp, 'tag_list', tag_list)
-            if sum(w.dups.values()):
-                warnings.warn(f'{data_dir}: {sum(w.dups.values())} records repeat a video already read (same id, same '
-                              f'content): kept once, and in every split that lists it ({w.dups})')
-            for i in inputs: i['records'] = n_records.get(i['file'])
-            manifest = dict(format_version=FORMAT_VERSION, format=FORMAT, data_dir=str(data_dir), inputs=inputs, splits=list(splits),
-                            tokenizer=dict(fingerprint=tokenizer_fingerprint(tok), name=type(tok).__name__,
-                                           path=str(getattr(tok, 'name_or_path', '') or '')),
-                            special_tokens=special_ids(tok), max_tokens=max_tokens, videos=len(w.row_of),
-                            counts={s: len(set(w.split_rows[s])) for s in splits}, duplicates=w.dups,
-                            frames=int(w.frames.offsets[-1]), tag_list_size=len(tag_list), pairs=n_pairs,
-                            duplicate_pairs=merged, nonfinite_zeroed=w.zeroed, frame_dim=FRAME_DIM,
-                            files={p.name: p.stat().st_size for p in sorted(tmp.iterdir())})
-            save_json(manifest, tmp/MANIFEST)
+            manifest = _write_store(tmp, data_dir, tok, files, plan, inputs, splits, tag_list, max_tokens,
+                                    batch_size, nonfinite, progress)
+            save_json(manifest, tmp/MANIFEST)     # last: a folder without it is no store
             old = store_dir.parent/f'.{store_dir.name}.{os.getpid()}.old'
             if store_dir.exists(): os.replace(store_dir, old)
             os.replace(tmp, store_dir)
@@ -278,7 +283,8 @@ def read_manifest(store_dir) -> dict:
     p = d/MANIFEST
     if not p.exists(): raise FileNotFoundError(f'{d}: not a store (no manifest.json); build one with build_store')
     try: m = load_json(p)
-    except (ValueError, UnicodeDecodeError) as e: raise DataError(p, f'not readable JSON ({e}): rebuild the store') from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DataError(p, f'not readable JSON ({e}): rebuild the store') from None
     if not isinstance(m, dict) or m.get('format') != FORMAT:
         got = m.get('format', m.get('format_version')) if isinstance(m, dict) else None
         raise DataError(p, f'store format {got}, this version reads {FORMAT}: rebuild the store')
@@ -312,9 +318,7 @@ class Store:
         self._mm, self._derived = {}, {}   # per process: the memory maps, and arrays computed from them
 
     def __getstate__(self): return {k: v for k, v in self.__dict__.items() if k not in ('_mm', '_derived')}
-    def __setstate__(self, d):
-        self.__dict__.update(d)
-        self._mm, self._derived = {}, {}
+    def __setstate__(self, d): self.__dict__.update(d, _mm={}, _derived={})
     def __len__(self): return self.manifest['videos']
     def __repr__(self):
         return (f'Store({str(self.dir)!r}: {len(self)} videos, {self.manifest["frames"]} frames, '
@@ -354,9 +358,7 @@ def ids(self: Store) -> np.ndarray:
     return self._cached('ids_', lambda: np.char.decode(np.asarray(self.array('ids')), 'utf-8'))
 
 @patch
-def row_of(self: Store, id) -> int:
-    """The row of video `id`."""
-    return int(self.rows_of([id])[0])
+def row_of(self: Store, id) -> int: return int(self.rows_of([id])[0])   # the row of video `id`
 
 @patch
 def rows_of(self: Store, ids) -> np.ndarray:
@@ -379,38 +381,27 @@ def rows(self: Store, split=None) -> np.ndarray:
 
 # %% ../../nbs/03a_data.store.ipynb #e5f11def
 @patch
-def _span(self: Store, kind, row):
-    o = self.array(f'{kind}_offsets')
-    return int(o[row]), int(o[row + 1])
-
-@patch
 def spans(self: Store, kind: str, rows) -> tuple[np.ndarray, np.ndarray]:
     """Start offsets into the flat `kind` array ('frame', 'title', 'asr', 'tag') and lengths of `rows`' spans."""
     o = self.array(f'{kind}_offsets')
     return o[rows], o[rows + 1] - o[rows]
 
 @patch
-def n_frames(self: Store, row) -> int:
-    a, b = self._span('frame', row)
-    return b - a
+def _one(self: Store, name: str, kind: str, row) -> np.ndarray:
+    """Video `row`'s slice of the flat array `name`, a read-only view into the memory map."""
+    a, n = (int(x) for x in self.spans(kind, row))
+    return self.array(name)[a:a + n]
+
 @patch
-def frames(self: Store, row) -> np.ndarray:
-    """The `(n, 1536)` float16 frames of a video, a read-only view into the memory map."""
-    a, b = self._span('frame', row)
-    return self.array('frames')[a:b]
+def n_frames(self: Store, row) -> int: return int(self.spans('frame', row)[1])
 @patch
-def title_ids(self: Store, row) -> np.ndarray:
-    a, b = self._span('title', row)
-    return self.array('title')[a:b]
+def frames(self: Store, row) -> np.ndarray: return self._one('frames', 'frame', row)   # (n, 1536) float16
 @patch
-def asr_ids(self: Store, row) -> np.ndarray:
-    a, b = self._span('asr', row)
-    return self.array('asr')[a:b]
+def title_ids(self: Store, row) -> np.ndarray: return self._one('title', 'title', row)
 @patch
-def tag_rows(self: Store, row) -> np.ndarray:
-    """Indices into `tag_list` of the video's tags (those outside the list are not stored)."""
-    a, b = self._span('tag', row)
-    return self.array('tags')[a:b]
+def asr_ids(self: Store, row) -> np.ndarray: return self._one('asr', 'asr', row)
+@patch
+def tag_rows(self: Store, row) -> np.ndarray: return self._one('tags', 'tag', row)     # indices into tag_list
 @patch
 def category(self: Store, row) -> int: return int(self.array('category')[row])
 @patch
@@ -426,9 +417,7 @@ def lengths(self: Store, kind: str) -> np.ndarray:
     return np.diff(self.array(f'{kind}_offsets'))
 
 @patch(as_prop=True)
-def categories(self: Store) -> np.ndarray:
-    """The second-level category of every video, by row (-1: missing)."""
-    return np.asarray(self.array('category'))
+def categories(self: Store) -> np.ndarray: return np.asarray(self.array('category'))   # by row; -1: missing
 
 @patch
 def pairs(self: Store) -> pd.DataFrame:
@@ -449,12 +438,9 @@ def store_problem(store_dir, data_dir, tokenizer, splits: Sequence[str] = SPLITS
     strip = lambda ins: [(i['file'], i['bytes']) for i in ins]
     if strip(m['inputs']) != strip(_inputs(data_dir, files, plan, splits)): return 'built from other input files'
     if (m['splits'], m['max_tokens']) != (list(splits), max_tokens): return 'built with other splits or max_tokens'
-    if m['tokenizer']['fingerprint'] != tokenizer_fingerprint(_as_tokenizer(tokenizer)): return 'built with another tokenizer'
+    if m['tokenizer']['fingerprint'] != tokenizer_fingerprint(_as_tokenizer(tokenizer)):
+        return 'built with another tokenizer'
     return ''
-
-def store_matches(store_dir, data_dir, tokenizer, splits: Sequence[str] = SPLITS, max_tokens: int = 256) -> bool:
-    """Whether the store at `store_dir` was built from these inputs with this tokenizer and settings, and is whole."""
-    return not store_problem(store_dir, data_dir, tokenizer, splits, max_tokens)
 
 def open_store(data_dir, store_dir, tokenizer, splits: Sequence[str] = SPLITS, max_tokens: int = 256,
                progress=True, nonfinite: str = 'error') -> Store:

@@ -92,24 +92,26 @@ def simplex_grid(n: int, steps: int = 10) -> list[np.ndarray]:
     return [(np.diff([-1, *c, steps + n - 1]) - 1) / steps                  # stars and bars
             for c in itertools.combinations(range(steps + n - 1), n - 1)]
 
-def choose_weights(members, pairs, grid=None, objective: str = 'blend', steps: int = 10, rounds: int = 3,
-                   dim: int = EMB_DIM, seed: int = 0) -> tuple[np.ndarray, float]:
-    """Weights maximising the validation Spearman of the blend (or concat) on labelled `pairs`:
-    `(weights, spearman)`."""
+def _objective(members, pairs, objective: str, dim: int, seed: int):
+    """`(n, score)`: the members' count and the validation Spearman of weights `w` for the blend (or concat)."""
     if objective not in ('blend', 'concat'):
         raise KitError(f"objective must be 'blend' or 'concat', got {objective!r}")
     ids, embs = align_members(members)
-    n = len(embs)
     if objective == 'concat':
         vecs = [pair_vectors(ids, e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12), pairs) for e in embs]
         c = np.stack([(a * b).sum(1) for a, b, _ in vecs], 1)                                    # (P, n) member cosines
-        y = vecs[0][2]
-        score = lambda w: float(spearmanr(c @ w, y)[0])
-    else:
-        def score(w):
-            with warnings.catch_warnings():   # a candidate that keeps one member is not reduced: expected here
-                warnings.simplefilter('ignore', UserWarning)
-                return pair_scores(*blend([(ids, e) for e in embs], w, dim, seed)[:2], pairs)['spearman']
+        return len(embs), lambda w: float(spearmanr(c @ w, vecs[0][2])[0])
+    def score(w):
+        with warnings.catch_warnings():   # a candidate that keeps one member is not reduced: expected here
+            warnings.simplefilter('ignore', UserWarning)
+            return pair_scores(*blend([(ids, e) for e in embs], w, dim, seed)[:2], pairs)['spearman']
+    return len(embs), score
+
+def choose_weights(members, pairs, grid=None, objective: str = 'blend', steps: int = 10, rounds: int = 3,
+                   dim: int = EMB_DIM, seed: int = 0) -> tuple[np.ndarray, float]:
+    """Weights maximising the validation Spearman of the blend (or concat) on labelled `pairs`:
+    `(weights, spearman)`: a simplex grid for up to 3 members, else coordinate search from equal weights."""
+    n, score = _objective(members, pairs, objective, dim, seed)
     seen = {}
     def try_(w):
         w = normalise_weights(w, n)
@@ -126,12 +128,9 @@ def choose_weights(members, pairs, grid=None, objective: str = 'blend', steps: i
             return True
         return False
     if grid is not None: cands = [np.asarray(g, np.float64) for g in grid]
-    elif n <= 3: cands = simplex_grid(n, steps)
-    else: cands = None
-    if cands is not None:
-        for w in cands: consider(w)
-        return best_w, best
-    for _ in range(rounds):
+    else: cands = simplex_grid(n, steps) if n <= 3 else None
+    for w in cands or []: consider(w)
+    for _ in range(0 if cands is not None else rounds):
         improved = False
         for i, f in itertools.product(range(n), (0.0, 0.5, 2.0)):
             w = best_w.copy()
@@ -139,6 +138,7 @@ def choose_weights(members, pairs, grid=None, objective: str = 'blend', steps: i
             improved |= consider(w)
         if not improved: break
     return best_w, best
+
 
 # %% ../../nbs/11_evaluation.ensemble.ipynb #a47b9d15
 def markdown_table(df: pd.DataFrame, floatfmt: str = '.4f') -> str:
