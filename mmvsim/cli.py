@@ -9,20 +9,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 import pandas as pd
-from .core import KitError, atomic_write, cpu_cores, load_json, runs_root
+from .core import KitError, atomic_write, cpu_cores, runs_root
 from .training.core import Diverged
 from .data.synth import SYNTH_PRESETS, generate, reference_table
 from .data.store import load_tokenizer, open_store
 from .stages.pretrain import PretrainConfig, pretrain
 from .stages.finetune import FinetuneConfig, finetune, valid_pairs
-from .evaluation.submit import embed_run, save_embeddings, load_embeddings, write_submission, score_submission, hidden_labels
+from .evaluation.submit import (
+    embed_run, save_embeddings, load_embeddings, write_submission, score_submission, hidden_labels)
 from .evaluation.ensemble import ensemble, markdown_table, pair_scores
-from .experiments.ablate import add_ablate_args, ablate
+from .experiments.grid import ensure_data
+from .experiments.runner import add_ablate_args, ablate
 from .evaluation.neighbors import INDEX_KINDS, build_index, neighbors
 
 # %% auto #0
-__all__ = ['COMMANDS', 'EXPECTED', 'DEMO_INPUTS', 'Command', 'parser', 'main', 'add_config_args', 'config_from_args',
-           'ensure_data', 'demo']
+__all__ = ['COMMANDS', 'EXPECTED', 'DEMO_INPUTS', 'Command', 'parser', 'main', 'add_config_args', 'config_from_args', 'demo']
 
 # %% ../nbs/14_cli.ipynb #fb411c57
 def _fmt(t: pd.DataFrame) -> str:
@@ -224,18 +225,6 @@ COMMANDS['ablate'] = Command('run a papermill grid of ablations and write its ta
                              add_ablate_args, _ablate)
 
 # %% ../nbs/14_cli.ipynb #1deb0c84
-def ensure_data(data, preset='demo', seed=0) -> dict:
-    """Generate the synthetic data set at `data` unless one with this preset and seed is there; returns its meta."""
-    m = Path(data)/'meta.json'
-    if m.exists():
-        meta = load_json(m)
-        if meta['config']['preset'] == preset and meta['config']['seed'] == seed: return meta
-        print(f'{data} holds another synthetic data set: regenerating')
-        return generate(data, preset, seed, overwrite=True, workers=cpu_cores())
-    if Path(data).exists() and any(Path(data).iterdir()):
-        raise FileExistsError(f'{data} exists and is not a synthetic data set: pass another --data')
-    return generate(data, preset, seed, overwrite=True, workers=cpu_cores())
-
 DEMO_INPUTS = ('title', 'title+asr', 'asr')   # the text each demo ensemble member reads
 
 def _demo_member(k, data, store, store_dir, pre_run, runs, seed, epochs, split, vids):
@@ -262,7 +251,7 @@ def demo(data='data/demo', store_dir='data/demo_store', preset='demo', seed=0, p
     the first member finetuned again from random weights beside it: what pretraining adds)."""
     t0, runs = time.time(), Path(runs or runs_root())
     print(f'== 1/6 data: synthetic {preset!r} preset at {data}')
-    meta = ensure_data(data, preset, seed)
+    meta = ensure_data(data, preset, seed, regenerate=True)
     print(f"{meta['sizes']}, {meta['bytes'] / 2**20:.0f} MiB; tags: {meta['distinct_tags']} distinct, "
           f"{meta['tags_outside_list']} outside tag_list.txt")
     print(_fmt(reference_table(meta)))
