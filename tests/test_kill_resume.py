@@ -1,6 +1,6 @@
 """Every stage that writes, killed with SIGKILL at a random point and run again with the same command, ends with the
 same files as an uninterrupted run: synth, store, pretrain, finetune and ensemble (the ablation grid: test_ablate)."""
-import hashlib, json, os, random, signal, subprocess, sys, zipfile
+import hashlib, json, os, random, signal, subprocess, sys, time, zipfile
 from pathlib import Path
 import pytest
 from safetensors.torch import load_file
@@ -122,3 +122,53 @@ def test_ensemble(tiny, rng):
     assert result(tiny/'ens_again') == result(tiny/'ens_ref')
     for f in ('e.csv', 'e.md'): assert (tiny/'ens_again'/f).read_text() == (tiny/'ens_ref'/f).read_text()
     assert not [p for p in (tiny/'ens_again').iterdir() if p.name.endswith('.tmp')]
+
+
+CALLBACK_RUN = '''
+import sys, torch
+from torch import nn
+import mmvsim
+
+class RampLoss(mmvsim.Callback):
+    """Scale the loss by k / n over the first n micro-batches: a callback whose state decides the weights."""
+    def __init__(self, n): self.n, self.k = n, 0
+    def after_loss(self, r, st):
+        self.k += 1
+        r.out['loss'] = r.out['loss'] * min(1.0, self.k / self.n)
+    def state_dict(self): return {'k': self.k}
+    def load_state_dict(self, state): self.k = state['k']
+
+class Toy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(6, 32), nn.Tanh(), nn.Dropout(0.2), nn.Linear(32, 1))
+    def forward(self, b): return {'loss': nn.functional.mse_loss(self.net(b['x']).squeeze(-1), b['y'])}
+
+g = torch.Generator().manual_seed(0)
+x = torch.randn(256, 6, generator=g)
+data = [{'x': x[i], 'y': torch.tanh(x[i].sum())} for i in range(len(x))]
+torch.manual_seed(0)
+cfg = mmvsim.TrainConfig(epochs=40, batch_size=8, lr_new=1e-2, save_every=7, log_every=5, plot=False,
+                         mixed_precision='no')
+mmvsim.train(Toy(), data, cfg, sys.argv[1], callbacks=[RampLoss(300)])
+'''
+
+
+def test_callback_state(tiny, rng):
+    """A training run with a stateful callback, killed at a random moment and rerun, ends with the same weights."""
+    script = tiny/'callback_run.py'
+    script.write_text(CALLBACK_RUN)
+    go = lambda d, **kw: subprocess.Popen([sys.executable, str(script), str(d)], env=ENV, cwd=ROOT,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kw)
+    ref = go(tiny/'cb_ref')
+    assert ref.wait(timeout=600) == 0, ref.stderr.read().decode()[-3000:]
+    p = go(tiny/'cb_again')
+    while not (tiny/'cb_again'/'checkpoint'/'latest.json').exists() and p.poll() is None: time.sleep(0.05)
+    time.sleep(rng.uniform(0, 2))                # somewhere after the first checkpoint
+    p.send_signal(signal.SIGKILL)
+    assert p.wait() == -signal.SIGKILL, 'the run ended before it could be killed'
+    again = go(tiny/'cb_again')
+    assert again.wait(timeout=600) == 0, again.stderr.read().decode()[-3000:]
+    assert json.loads((tiny/'cb_again'/'train_summary.json').read_text())['resumed_from'] > 0
+    same_weights(tiny/'cb_again'/'model.safetensors', tiny/'cb_ref'/'model.safetensors')
+    assert log(tiny/'cb_again') == log(tiny/'cb_ref')

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
-from ..core import DataError, KitError, load_json
+from ..core import DataError, KitError, RunFiles, load_json
 from ..data.records import read_labels
 from ..training.core import read_metrics
 from ..training.stage import cosine_metrics, rank_target
@@ -26,13 +26,13 @@ __all__ = ['run_results', 'collect', 'grid_tables', 'format_table', 'Nested', 'p
 # %% ../../nbs/13c_experiments.report.ipynb #74ff4957
 def run_results(run: Path) -> dict:
     """Validation and test Spearman and MSE of a finished finetuning run, from its prediction files."""
-    v = pd.read_csv(run/'valid_predictions.csv')
+    v = pd.read_csv(run/RunFiles.VALID_PREDICTIONS)
     vm = cosine_metrics(v.cosine, v.target)                     # the target finetuning fits; same ranks as the label
     out = dict(valid_spearman=vm['spearman'], valid_mse=vm['mse'], valid_pairs=len(v))
-    if (run/'test_predictions.csv').exists():
-        tm = prediction_metrics(pd.read_csv(run/'test_predictions.csv'))
+    if (run/RunFiles.TEST_PREDICTIONS).exists():
+        tm = prediction_metrics(pd.read_csv(run/RunFiles.TEST_PREDICTIONS))
         out |= dict(test_spearman=tm['spearman'], test_mse=tm['mse'], test_pairs=tm['pairs'])
-    return out | {'best_step': load_json(run/'metrics.json').get('best_step')}
+    return out | {'best_step': load_json(run/RunFiles.METRICS).get('best_step')}
 
 def collect(grid: Grid) -> pd.DataFrame:
     """One line per (table, row, seed): its run, its pretraining run and seed, its status and its metrics."""
@@ -336,7 +336,7 @@ def plot_best_member(grid: Grid, results: pd.DataFrame):
     from matplotlib.figure import Figure
     done = results[results.status == 'complete'].sort_values('valid_spearman', ascending=False)
     run = done.run.iloc[0]
-    p = pd.read_csv(grid.runs/run/'test_predictions.csv')
+    p = pd.read_csv(grid.runs/run/RunFiles.TEST_PREDICTIONS)
     fig = Figure(figsize=(5.5, 4.2), layout='constrained')
     ax = fig.subplots()
     hb = ax.hexbin(p.label, p.cosine, gridsize=(19, 30), bins='log', cmap='viridis')
