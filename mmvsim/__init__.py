@@ -10,15 +10,17 @@ __all__ = []
 _NAMES = {   # name -> the module that defines it
     'generate': 'data.synth', 'SynthConfig': 'data.synth',
     'read_records': 'data.records', 'write_records': 'data.records', 'read_labels': 'data.records',
-    'build_store': 'data.store', 'open_store': 'data.store', 'Store': 'data.store', 'load_tokenizer': 'data.store',
+    'build_store': 'data.store', 'open_store': 'data.store', 'Store': 'data.store',
+    'load_tokenizer': 'data.store',
     'VideoDataset': 'data.datasets', 'PairDataset': 'data.datasets', 'TextLayout': 'data.datasets',
     'VideoBert': 'model.encoder', 'ModelConfig': 'model.encoder', 'PretrainModel': 'model.tasks',
     'TrainConfig': 'training.core', 'Callback': 'training.core', 'train': 'training.loop',
     'EMA': 'training.callbacks', 'KeepBest': 'training.callbacks', 'load_run': 'training.stage',
     'pretrain': 'stages.pretrain', 'PretrainConfig': 'stages.pretrain',
     'finetune': 'stages.finetune', 'FinetuneConfig': 'stages.finetune',
-    'embed_run': 'evaluation.submit', 'write_submission': 'evaluation.submit', 'score_run': 'evaluation.submit',
-    'ensemble': 'evaluation.ensemble', 'build_index': 'evaluation.neighbors', 'neighbors': 'evaluation.neighbors',
+    'embed_run': 'evaluation.submit', 'write_submission': 'evaluation.submit',
+    'score_run': 'evaluation.submit', 'ensemble': 'evaluation.ensemble',
+    'build_index': 'evaluation.neighbors', 'neighbors': 'evaluation.neighbors',
 }
 
 def __getattr__(name: str):

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #806788ef
 from __future__ import annotations
-import dataclasses, json, os, random, tempfile
+import dataclasses, fcntl, json, os, random, sys, tempfile, time
 from contextlib import contextmanager
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -12,8 +12,8 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['FRAME_DIM', 'FRAME_BYTES', 'EMB_DIM', 'KitError', 'DataError', 'widget_frontend', 'progress_bar', 'set_seed',
-           'cpu_cores', 'atomic_write', 'save_json', 'load_json', 'Config', 'RunFiles', 'claim_run', 'project_root',
-           'data_root', 'runs_root', 'run_dir']
+           'cpu_cores', 'atomic_write', 'save_json', 'load_json', 'exclusive_lock', 'Config', 'RunFiles', 'claim_run',
+           'project_root', 'data_root', 'runs_root', 'run_dir']
 
 # %% ../nbs/00_core.ipynb #38f2f50a
 FRAME_DIM = 1536              # float16 values per frame
@@ -59,7 +59,8 @@ def set_seed(seed: int):
 # %% ../nbs/00_core.ipynb #3d9e1c02
 def cpu_cores() -> int:
     """The CPU cores this process may run on (its affinity where the OS reports one)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
+    return (len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity')
+            else (os.cpu_count() or 1))
 
 # %% ../nbs/00_core.ipynb #e2429493
 @contextmanager
@@ -92,6 +93,29 @@ def _json_default(o):
     if isinstance(o, np.floating): return float(o)
     if isinstance(o, np.ndarray): return o.tolist()
     raise TypeError(f'not JSON serialisable: {type(o).__name__}')
+
+# %% ../nbs/00_core.ipynb #e2cbdc26
+@contextmanager
+def exclusive_lock(path, wait: float = 120.0, what: str = ''):
+    """Hold an exclusive lock on file `path` (created if needed) inside the block; another holder is waited for
+    (saying so, once) at most `wait` seconds, then a KitError names `what` and the lock."""
+    path, what = Path(path), what or str(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, 'a') as f:
+        t0, said = time.monotonic(), False
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() - t0 > wait:
+                    raise KitError(f'{what} is in use by another process (it holds {path}): '
+                                   f'waited {wait:.0f} s') from None
+                if not said: print(f'{what}: waiting for another process that holds {path}', file=sys.stderr)
+                said = True
+                time.sleep(0.2)
+        try: yield
+        finally: fcntl.flock(f, fcntl.LOCK_UN)
 
 # %% ../nbs/00_core.ipynb #cb7da547
 class Config:
@@ -130,7 +154,7 @@ class RunFiles:
     METRICS = 'metrics.json'               # the stage's final metrics
     WEIGHTS = 'model.safetensors'          # the final weights
     EMA_WEIGHTS = 'model_ema.safetensors'  # the final EMA weights (EMA on)
-    BEST = 'best'                          # the best evaluated weights: best/model.safetensors, best/best.json
+    BEST = 'best'                          # the best evaluated weights and their best.json
     BEST_WEIGHTS = 'best/model.safetensors'
     BEST_INFO = 'best/best.json'
     CHECKPOINTS = 'checkpoint'             # checkpoint/step-NNNNNN folders
@@ -150,9 +174,10 @@ def claim_run(run_dir, cfg: Config, name=RunFiles.CONFIG):
         old, new = load_json(p), cfg.to_dict()
         diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         if diff:
-            raise KitError(f'{run_dir} holds a run with other settings '
-                             f'({", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff)}); '
-                             'resume it with its own settings, or give another run directory')
+            raise KitError(
+                f'{run_dir} holds a run with other settings '
+                f'({", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff)}); '
+                'resume it with its own settings, or give another run directory')
     else: cfg.save(p)
 
 # %% ../nbs/00_core.ipynb #b54fb937

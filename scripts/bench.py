@@ -37,8 +37,8 @@ from mmvsim.training.stage import Inputs, embed_rows
 from mmvsim.data.store import Store, load_tokenizer, open_store
 from mmvsim.data.datasets import TextLayout, VideoDataset, collate_batch, pad_frames
 from mmvsim.data.synth import generate
-from mmvsim.model.tasks import (PretrainModel, loss_weights, mask_cap, mask_frames, mask_tokens, mfm_loss, mfm_positions,
-                          mlm_positions)
+from mmvsim.model.tasks import (PretrainModel, loss_weights, mask_cap, mask_frames, mask_tokens, mfm_loss,
+                                mfm_positions, mlm_positions)
 from mmvsim.training.core import EpochSampler, TrainConfig, read_metrics
 from mmvsim.training.loop import train
 
@@ -311,7 +311,8 @@ def train_section(b: Bench) -> list[dict]:
             for label, run in loops.items():
                 say(f'train: {size}, batch {batch}, {steps} steps, round {r + 1} of {rounds}: {label}')
                 windows[label] += run()
-        rows += [train_row(b, size, batch, steps * rounds, label, w, windows[ref_label]) for label, w in windows.items()]
+        rows += [train_row(b, size, batch, steps * rounds, label, w, windows[ref_label])
+                 for label, w in windows.items()]
         say(f'train: {size}: the two models alone, interleaved step by step')
         kit, ref = model_steps(b, size, batch, steps)
         rows.append(train_row(b, size, batch, len(kit), "kit's model alone (fwd + bwd, interleaved)", kit, ref))
@@ -351,7 +352,8 @@ class TFRecordVideos(Dataset):
                                           self.tok.pad_token_id)
         tags = feats.get('tag_id')
         multi_hot = np.zeros(len(self.tag_index), bool)
-        multi_hot[[self.tag_index[t] for t in (tags.tolist() if tags is not None else []) if t in self.tag_index]] = True
+        multi_hot[[self.tag_index[t] for t in (tags.tolist() if tags is not None else [])
+                   if t in self.tag_index]] = True
         return dict(frames=frames, frame_mask=frame_mask, input_ids=ids, text_mask=text_mask, tags=multi_hot,
                     has_tags=tags is not None, index=int(self.rows[i]))
 

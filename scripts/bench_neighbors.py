@@ -45,8 +45,9 @@ def main():
     ratio = res['exact']['all_n_s'] / res['hnsw']['all_n_s']
     print(f'every vector\'s top {a.k} of {a.n}: exact / HNSW time = {ratio:.1f}x')
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(dict(n=a.n, queries=a.queries, k=a.k, dim=256, cores=os.cpu_count(), results=res,
-                                           exact_over_hnsw_all=round(ratio, 2), date=time.strftime('%Y-%m-%d')), indent=1))
+    Path(a.out).write_text(json.dumps(dict(n=a.n, queries=a.queries, k=a.k, dim=256, cores=os.cpu_count(),
+                                           results=res, exact_over_hnsw_all=round(ratio, 2),
+                                           date=time.strftime('%Y-%m-%d')), indent=1))
 
 
 if __name__ == '__main__':

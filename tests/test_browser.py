@@ -22,7 +22,8 @@ def free_port() -> int:
 def lab(tmp_path):
     """A JupyterLab server on localhost over `tmp_path`, with the pretraining notebook prepared for the tiny data."""
     if not Path(CHROMIUM).exists():
-        msg = 'no chromium: `make test` installs Debian\'s package when it runs as root with apt; skipping the browser test'
+        msg = ('no chromium: `make test` installs Debian\'s package when it runs as root with apt; '
+               'skipping the browser test')
         print(msg)
         pytest.skip(msg)
     generate(tmp_path/'tiny', 'tiny', progress=False)

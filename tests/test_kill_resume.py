@@ -14,7 +14,8 @@ ENV = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', TQDM_DISABLE='1
 
 def run(args, kill_after=None):
     """Run `mmvsim args`; with `kill_after` seconds, SIGKILL it then (if still running). Returns the exit code."""
-    p = subprocess.Popen([MMVSIM, *map(str, args)], env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    p = subprocess.Popen([MMVSIM, *map(str, args)], env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE)
     if kill_after is None:
         err = p.communicate(timeout=600)[1]
         assert p.returncode == 0, err.decode()[-3000:]

@@ -37,7 +37,8 @@ def same(a, b):
     assert (a['id'], a['title'], a['asr_text']) == (b['id'], b['title'], b['asr_text'])
     assert a['frames'].tobytes() == b['frames'].tobytes()
     assert (a['tag_id'] is None) == (b['tag_id'] is None)
-    if a['tag_id'] is not None: assert a['tag_id'].tolist() == b['tag_id'].tolist() and a['category_id'] == b['category_id']
+    if a['tag_id'] is not None:
+        assert a['tag_id'].tolist() == b['tag_id'].tolist() and a['category_id'] == b['category_id']
 
 
 def refused(e: Exception, path, place: str, kind=DataError):

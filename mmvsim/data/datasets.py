@@ -23,11 +23,12 @@ def frame_indices(n, max_frames: int) -> np.ndarray:
     """Indices of the frames kept from `n` (an int or an array of counts): all when `n <= max_frames`, else
     `max_frames` uniform ones, first and last kept; for an array, a `(len(n), max_frames)` table."""
     counts = np.atleast_1d(np.asarray(n, np.int64))
-    step = np.where(counts > max_frames, (counts - 1) / max(max_frames - 1, 1), 1.0)            # (B,)
-    idx = np.rint(np.arange(max_frames) * step[:, None]).astype(np.int64)                      # (B, F)
+    step = np.where(counts > max_frames, (counts - 1) / max(max_frames - 1, 1), 1.0)  # (B,)
+    idx = np.rint(np.arange(max_frames) * step[:, None]).astype(np.int64)             # (B, F)
     return idx[0, :min(int(counts[0]), max_frames)] if np.ndim(n) == 0 else idx
 
-def pad_frames(frames: np.ndarray, max_frames: int, out=None, mask=None) -> tuple[np.ndarray, np.ndarray]:
+def pad_frames(frames: np.ndarray, max_frames: int,
+               out=None, mask=None) -> tuple[np.ndarray, np.ndarray]:
     """`(max_frames, 1536)` float16 frames (sub-sampled or zero padded) and their `(max_frames,)` bool mask."""
     n = len(frames)
     if out is None: out = np.empty((max_frames, frames.shape[1]), np.float16)
@@ -48,23 +49,25 @@ TEXT_INPUTS = ('title', 'asr', 'title+asr')   # the text a model may read of a v
 class TextLayout:
     """The joint sequence `[CLS] frames [SEP] text [SEP]`, in one place. The text side (`input_ids`) holds
     `[CLS] [SEP]` then each segment (title, asr) closed by a `[SEP]`; the model puts the frames after `[CLS]`."""
-    text: str = 'title'               # the segments read: 'title', 'asr' or 'title+asr'
-    HEAD: ClassVar[int] = 2           # text positions before the first token: [CLS], the [SEP] that closes the frames
-    CLS: ClassVar[int] = 1            # text positions before the frames: [CLS]
+    text: str = 'title'         # the segments read: 'title', 'asr' or 'title+asr'
+    HEAD: ClassVar[int] = 2     # text positions before the first token: [CLS], the frames' [SEP]
+    CLS: ClassVar[int] = 1      # text positions before the frames: [CLS]
 
     def __post_init__(self):
-        if self.text not in TEXT_INPUTS: raise KitError(f'text must be one of {TEXT_INPUTS} (got {self.text!r})')
+        if self.text not in TEXT_INPUTS:
+            raise KitError(f'text must be one of {TEXT_INPUTS} (got {self.text!r})')
 
     @property
     def segments(self) -> tuple[str, ...]: return tuple(self.text.split('+'))
     @property
-    def specials(self) -> int: return self.HEAD + len(self.segments)   # [CLS], [SEP] and one [SEP] per segment
+    def specials(self) -> int:
+        return self.HEAD + len(self.segments)   # [CLS], [SEP] and one [SEP] per segment
 
     def check_len(self, max_len: int) -> int:
         """`max_len`, or a KitError when it leaves no room for the special tokens."""
         if max_len < self.specials:
-            raise KitError(f'max_text_len must be >= {self.specials} for text={self.text!r}, room for its '
-                           f'{self.specials} special tokens (got {max_len})')
+            raise KitError(f'max_text_len must be >= {self.specials} for text={self.text!r}, '
+                           f'room for its {self.specials} special tokens (got {max_len})')
         return max_len
 
     def kept(self, counts: list, max_len: int) -> list:
@@ -75,10 +78,12 @@ class TextLayout:
         t = np.minimum(counts[0], np.maximum(budget - counts[1], (budget + 1) // 2))
         return [t, np.minimum(counts[1], budget - t)]
 
-    def ids(self, segments: list, max_len: int, cls: int, sep: int, pad: int) -> tuple[np.ndarray, np.ndarray]:
+    def ids(self, segments: list, max_len: int, cls: int, sep: int,
+            pad: int) -> tuple[np.ndarray, np.ndarray]:
         """One video's `(max_len,)` int64 ids and bool mask from its segments' token ids (in `segments` order)."""
         parts = [cls, sep]
-        for seg, k in zip(segments, self.kept([len(x) for x in segments], max_len)): parts += [*seg[:k], sep]
+        for seg, k in zip(segments, self.kept([len(x) for x in segments], max_len)):
+            parts += [*seg[:k], sep]
         ids = np.full(max_len, pad, np.int64)
         ids[:len(parts)] = parts
         return ids, np.arange(max_len) < len(parts)
@@ -104,7 +109,8 @@ def _empty(shape, dtype) -> torch.Tensor:
 
 def _ragged(flat, start, n) -> list:
     """The slices `flat[start:start+n]` as a list of arrays."""
-    return np.split(flat[np.repeat(start - np.cumsum(n) + n, n) + np.arange(n.sum())], np.cumsum(n)[:-1])
+    return np.split(flat[np.repeat(start - np.cumsum(n) + n, n) + np.arange(n.sum())],
+                    np.cumsum(n)[:-1])
 
 def _multi_hot(tag_index, T) -> torch.Tensor:
     """`(B, T)` bool tensor from each row's tag indices."""
@@ -121,8 +127,9 @@ def collate_batch(batch):
 
 
 # %% ../../nbs/03b_data.datasets.ipynb #7a1c3e91
-PADDING = ('longest', 'max')   # a batch's frames and text padded to its longest item (rounded up) or to the maximum
-PAD_MULTIPLE = 8               # 'longest' rounds the frame and text lengths up to a multiple of this
+# a batch's frames and text padded to its longest item (rounded up) or to the maximum
+PADDING = ('longest', 'max')
+PAD_MULTIPLE = 8   # 'longest' rounds the frame and text lengths up to a multiple of this
 
 def check_padding(padding: str) -> str:
     """`padding`, or a KitError naming the valid values."""
@@ -145,8 +152,9 @@ def trim_padding(*batches: dict, multiple: int = PAD_MULTIPLE) -> tuple[dict, ..
 # %% ../../nbs/03b_data.datasets.ipynb #2f918bf3
 class VideoDataset(Dataset):
     """Videos of a store as model inputs; a batch of rows is assembled at once (`batch`), an item is a one-row batch."""
-    def __init__(self, store: Store, rows=None, max_frames: int = 32, max_text_len: int = 36, text: str = 'title',
-                 padding: str = 'max'):   # batches padded to 'max' (max_frames, max_text_len) or their 'longest' item
+    # padding: batches padded to 'max' (max_frames, max_text_len) or their 'longest' item
+    def __init__(self, store: Store, rows=None, max_frames: int = 32, max_text_len: int = 36,
+                 text: str = 'title', padding: str = 'max'):
         self.store, self.max_frames, self.layout = store, max_frames, TextLayout(text)
         self.max_text_len, self.text = self.layout.check_len(max_text_len), text
         self.padding = check_padding(padding)
@@ -159,18 +167,21 @@ class VideoDataset(Dataset):
     def inputs(self, rows) -> dict:
         """The model inputs of store rows `rows` at the full shape, with whole-batch gathers."""
         s, rows, F = self.store, np.asarray(rows, np.int64), self.max_frames
-        frames = _empty((len(rows), F, FRAME_DIM), torch.float16)                          # (B, F, 1536)
+        frames = _empty((len(rows), F, FRAME_DIM), torch.float16)     # (B, F, 1536)
         start, n = s.spans('frame', rows)
-        fm = np.arange(F) < np.minimum(n, F)[:, None]                                     # (B, F)
-        src = np.where(fm, start[:, None] + frame_indices(n, F), 0)                       # (B, F) rows of the frame map
+        fm = np.arange(F) < np.minimum(n, F)[:, None]                 # (B, F)
+        src = np.where(fm, start[:, None] + frame_indices(n, F), 0)   # (B, F) rows of the frame map
         fr = frames.numpy().reshape(-1, FRAME_DIM)
-        if s.manifest['frames']: np.take(s.array('frames'), src.ravel(), axis=0, out=fr, mode='clip')   # unbuffered
+        if s.manifest['frames']:
+            np.take(s.array('frames'), src.ravel(), axis=0, out=fr, mode='clip')   # unbuffered
         fr[~fm.ravel()] = 0
         ids, tm = _text_batch(s, rows, self.max_text_len, self.layout)
         t0, nt = s.spans('tag', rows)
-        return {'frames': frames, 'frame_mask': torch.from_numpy(fm), 'input_ids': torch.from_numpy(ids),
-                'text_mask': torch.from_numpy(tm), 'tags': _multi_hot(_ragged(s.array('tags'), t0, nt), s.num_tags),
-                'has_tags': torch.from_numpy(s.array('has_tags')[rows].astype(bool)), 'index': torch.from_numpy(rows)}
+        return {'frames': frames, 'frame_mask': torch.from_numpy(fm),
+                'input_ids': torch.from_numpy(ids), 'text_mask': torch.from_numpy(tm),
+                'tags': _multi_hot(_ragged(s.array('tags'), t0, nt), s.num_tags),
+                'has_tags': torch.from_numpy(s.array('has_tags')[rows].astype(bool)),
+                'index': torch.from_numpy(rows)}
 
     def batch(self, rows) -> dict:
         """The batch of store rows `rows`, cut to its longest video with `padding='longest'`."""
@@ -180,7 +191,8 @@ class VideoDataset(Dataset):
     def lengths(self) -> np.ndarray:
         """`(N, 2)`: per item, the frames kept and the text positions (special tokens included)."""
         nf = np.minimum(self.store.lengths('frame')[self.rows], self.max_frames)
-        kept = self.layout.kept([self.store.lengths(k)[self.rows] for k in self.layout.segments], self.max_text_len)
+        kept = self.layout.kept([self.store.lengths(k)[self.rows] for k in self.layout.segments],
+                                self.max_text_len)
         return np.stack([nf, sum(kept) + self.layout.specials], 1)
 
 
@@ -193,9 +205,9 @@ def _text_batch(store, rows, L: int, layout: TextLayout):
     j, b = np.arange(L), np.arange(B)
     ids = np.full((B, L), s.pad_id, np.int64)
     ids[:, :layout.HEAD] = [s.cls_id, s.sep_id]
-    pos = np.full(B, layout.HEAD)                                                       # where each segment starts
+    pos = np.full(B, layout.HEAD)                                     # where each segment starts
     for k, (a, _), m in zip(layout.segments, spans, kept):
-        inside = (j >= pos[:, None]) & (j < (pos + m)[:, None])                         # (B, L)
+        inside = (j >= pos[:, None]) & (j < (pos + m)[:, None])       # (B, L)
         ids[inside] = s.array(k)[(a[:, None] + j - pos[:, None])[inside]]
         ids[b, pos + m] = s.sep_id
         pos = pos + m + 1
@@ -205,13 +217,17 @@ def _text_batch(store, rows, L: int, layout: TextLayout):
 # %% ../../nbs/03b_data.datasets.ipynb #76927cd4
 class PairDataset(Dataset):
     """Labelled pairs of store videos: batches `{'video1', 'video2', 'label'}`; an item is a one-pair batch."""
-    def __init__(self, store: Store, pairs: pd.DataFrame, max_frames: int = 32, max_text_len: int = 36,
-                 text: str = 'title', padding: str = 'max'):
-        self.videos, self.padding = VideoDataset(store, [], max_frames, max_text_len, text), check_padding(padding)
-        if {'row1', 'row2'} <= set(pairs.columns): r1, r2 = pairs.row1.to_numpy(), pairs.row2.to_numpy()
-        else: r1, r2 = store.rows_of(pairs.id1), store.rows_of(pairs.id2)
+    def __init__(self, store: Store, pairs: pd.DataFrame, max_frames: int = 32,
+                 max_text_len: int = 36, text: str = 'title', padding: str = 'max'):
+        self.videos, self.padding = (VideoDataset(store, [], max_frames, max_text_len, text),
+                                     check_padding(padding))
+        if {'row1', 'row2'} <= set(pairs.columns):
+            r1, r2 = pairs.row1.to_numpy(), pairs.row2.to_numpy()
+        else:
+            r1, r2 = store.rows_of(pairs.id1), store.rows_of(pairs.id2)
         self.rows = np.stack([r1, r2], 1).astype(np.int64)   # (P, 2)
-        self.labels = pairs['target' if 'target' in pairs.columns else 'similarity'].to_numpy(np.float32)
+        self.labels = (pairs['target' if 'target' in pairs.columns else 'similarity']
+                       .to_numpy(np.float32))
     def __len__(self): return len(self.rows)
     def __getitem__(self, i):
         return {'video1': {k: v[0] for k, v in self.videos.inputs(self.rows[[i], 0]).items()},

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/01_data.records.ipynb #1582cfe4
 from __future__ import annotations
-import struct
+import re, struct
 from pathlib import Path
 from typing import Iterable, Iterator
 import crc32c
@@ -15,22 +15,25 @@ from tfrecord.writer import TFRecordWriter
 from ..core import DataError, FRAME_DIM, FRAME_BYTES, KitError, atomic_write
 
 # %% auto #0
-__all__ = ['make_video', 'encode_video', 'decode_video', 'write_records', 'iter_raw_records', 'read_records', 'count_records',
-           'read_labels', 'write_labels', 'merge_duplicate_pairs', 'read_tag_list', 'write_tag_list',
-           'competition_files', 'edge_case_competition']
+__all__ = ['SPLITS', 'make_video', 'encode_video', 'decode_video', 'write_records', 'iter_raw_records', 'read_records',
+           'count_records', 'read_labels', 'write_labels', 'merge_duplicate_pairs', 'read_tag_list', 'write_tag_list',
+           'competition_files', 'split_files', 'input_sizes', 'edge_case_competition']
 
 # %% ../../nbs/01_data.records.ipynb #178366d4
 def make_video(id, title='', asr_text='', frames=None, tag_id=None, category_id=-1) -> dict:
     """A video dict in the kit's decoded form; `tag_id=None` marks a video without tags (test sets)."""
     frames = np.zeros((0, FRAME_DIM), np.float16) if frames is None else np.asarray(frames)
     if frames.dtype != np.float16 or frames.ndim != 2 or frames.shape[1] != FRAME_DIM:
-        raise KitError(f'video {id}: frames must be float16 (n, {FRAME_DIM}), got {frames.dtype} {frames.shape}')
+        raise KitError(f'video {id}: frames must be float16 (n, {FRAME_DIM}), '
+                       f'got {frames.dtype} {frames.shape}')
     return dict(id=str(id), title=title, asr_text=asr_text, frames=frames,
-                tag_id=None if tag_id is None else np.asarray(tag_id, np.int64), category_id=int(category_id))
+                tag_id=None if tag_id is None else np.asarray(tag_id, np.int64),
+                category_id=int(category_id))
 
 # %% ../../nbs/01_data.records.ipynb #90538337
 def _bytes(*vals): return example_pb2.Feature(bytes_list=example_pb2.BytesList(value=list(vals)))
-def _ints(vals): return example_pb2.Feature(int64_list=example_pb2.Int64List(value=[int(v) for v in vals]))
+def _ints(vals):
+    return example_pb2.Feature(int64_list=example_pb2.Int64List(value=[int(v) for v in vals]))
 
 def encode_video(v: dict) -> bytes:
     """Serialise a video dict to a `tf.train.Example` in the official feature layout."""
@@ -55,7 +58,9 @@ def decode_video(buf: bytes, path='<bytes>', index=None) -> dict:
             if required: raise DataError(path, f'feature {key!r} is missing', where)
             return b''
         vals = feats[key].bytes_list.value
-        if len(vals) != 1: raise DataError(path, f'feature {key!r} must hold one bytes value, has {len(vals)}', where)
+        if len(vals) != 1:
+            raise DataError(path, f'feature {key!r} must hold one bytes value, '
+                                  f'has {len(vals)}', where)
         return vals[0]
     def text(key):
         try: return one_bytes(key, required=key == 'title').decode('utf-8')
@@ -102,16 +107,20 @@ def iter_raw_records(path, verify=True) -> Iterator[tuple[int, bytes]]:
             head = f.read(12)
             if not head: return
             where = f'record {i} (byte {off})'
-            if len(head) < 12: raise DataError(path, f'truncated: {len(head)} header bytes where 12 are needed', where)
+            if len(head) < 12:
+                raise DataError(path, f'truncated: {len(head)} header bytes '
+                                      'where 12 are needed', where)
             n, crc = struct.unpack('<QI', head)
             if verify and _masked_crc(head[:8]) != crc:
-                raise DataError(path, 'corrupted: length CRC mismatch (not a TFRecord file, or damaged)', where)
+                raise DataError(path, 'corrupted: length CRC mismatch '
+                                      '(not a TFRecord file, or damaged)', where)
             if off + 16 + n > size:
-                raise DataError(path, f'truncated: record of {n} bytes runs past the end of the file '
-                                      f'({size} bytes)', where)
+                raise DataError(path, f'truncated: record of {n} bytes runs past the end '
+                                      f'of the file ({size} bytes)', where)
             data = f.read(n)
             (dcrc,) = struct.unpack('<I', f.read(4))
-            if verify and _masked_crc(data) != dcrc: raise DataError(path, 'corrupted: data CRC mismatch', where)
+            if verify and _masked_crc(data) != dcrc:
+                raise DataError(path, 'corrupted: data CRC mismatch', where)
             yield off, data
             i, off = i + 1, off + 16 + n
 
@@ -133,17 +142,20 @@ def read_labels(path, known_ids=None) -> pd.DataFrame:
             if not line.strip(): continue
             cols = line.split('\t')
             if len(cols) != 3:
-                raise DataError(path, f'expected 3 tab-separated columns (id1, id2, similarity), got {len(cols)}',
-                                f'line {ln}')
+                raise DataError(path, f'expected 3 tab-separated columns (id1, id2, similarity), '
+                                      f'got {len(cols)}', f'line {ln}')
             a, b, s = (c.strip() for c in cols)
             if not a or not b: raise DataError(path, 'empty id', f'line {ln}')
             try: s = float(s)
-            except ValueError: raise DataError(path, f'similarity {s!r} is not a number', f'line {ln}') from None
-            if not 0 <= s <= 1: raise DataError(path, f'similarity {s} outside [0, 1]', f'line {ln}')
+            except ValueError:
+                raise DataError(path, f'similarity {s!r} is not a number', f'line {ln}') from None
+            if not 0 <= s <= 1:
+                raise DataError(path, f'similarity {s} outside [0, 1]', f'line {ln}')
             if a == b: raise DataError(path, f'video {a} is paired with itself', f'line {ln}')
             if known_ids is not None:
                 for x in (a, b):
-                    if x not in known_ids: raise DataError(path, f'id {x} is absent from the records', f'line {ln}')
+                    if x not in known_ids:
+                        raise DataError(path, f'id {x} is absent from the records', f'line {ln}')
             rows.append((a, b, s))
     if not rows: raise DataError(path, 'no labelled pairs')
     return pd.DataFrame(rows, columns=['id1', 'id2', 'similarity'])
@@ -156,7 +168,8 @@ def write_labels(path, labels: pd.DataFrame):
 
 def merge_duplicate_pairs(labels: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """One line per unordered pair, at its first place, labelled with the mean of its labels; and how many merged."""
-    key = pd.Series([(a, b) if a <= b else (b, a) for a, b in zip(labels.id1, labels.id2)], index=labels.index)
+    key = pd.Series([(a, b) if a <= b else (b, a) for a, b in zip(labels.id1, labels.id2)],
+                    index=labels.index)
     if not key.duplicated().any(): return labels, 0
     mean = labels.similarity.groupby(key).transform('mean')
     keep = ~key.duplicated()
@@ -171,7 +184,8 @@ def read_tag_list(path) -> list[int]:
             s = line.strip()
             if not s: continue
             try: t = int(s)
-            except ValueError: raise DataError(path, f'{s!r} is not an integer tag id', f'line {ln}') from None
+            except ValueError:
+                raise DataError(path, f'{s!r} is not an integer tag id', f'line {ln}') from None
             if t in seen: raise DataError(path, f'tag {t} listed twice', f'line {ln}')
             seen.add(t)
             tags.append(t)
@@ -186,27 +200,55 @@ def write_tag_list(path, tags):
 def competition_files(data_dir) -> dict:
     """Paths of the official files under `data_dir`: pointwise shards, pairwise, label, tag_list, test sets."""
     d = Path(data_dir)
-    if not d.is_dir(): raise FileNotFoundError(f'{d}: no such data directory (generate one with `mmvsim synth`)')
-    shards = sorted((d/'pointwise').glob('pretrain_*.tfrecords'), key=lambda p: int(p.stem.split('_')[-1]))
-    files = dict(pointwise=shards, pairwise=d/'pairwise'/'pairwise.tfrecords', label=d/'pairwise'/'label.tsv',
-                 tag_list=d/'tag_list.txt')
+    if not d.is_dir():
+        raise FileNotFoundError(f'{d}: no such data directory (generate one with `mmvsim synth`)')
+    shards = sorted((d/'pointwise').glob('pretrain_*.tfrecords'))
+    odd = [p for p in shards if not re.fullmatch(r'pretrain_\d+', p.stem)]
+    if odd: raise DataError(odd[0], 'not a shard name (pretrain_<n>.tfrecords): rename it or move it elsewhere')
+    shards.sort(key=lambda p: int(p.stem.split('_')[-1]))
+    files = dict(pointwise=shards, pairwise=d/'pairwise'/'pairwise.tfrecords',
+                 label=d/'pairwise'/'label.tsv', tag_list=d/'tag_list.txt')
     missing = [str(p) for k, p in files.items() if k != 'pointwise' and not p.exists()]
     if not shards: missing.insert(0, str(d/'pointwise'/'pretrain_*.tfrecords'))
-    if missing: raise FileNotFoundError(f'{d}: not a competition directory, missing ' + ', '.join(missing))
+    if missing:
+        raise FileNotFoundError(f'{d}: not a competition directory, missing ' + ', '.join(missing))
     for t in ('test_a', 'test_b'):
         p = d/t/f'{t}.tfrecords'
         if p.exists(): files[t] = p
     return files
 
+SPLITS = ('pointwise', 'pairwise', 'test_a', 'test_b')   # the competition's splits, in the order a store reads them
+
+def split_files(data_dir, splits) -> tuple[dict, list]:
+    """Competition files and the `(split, path)` record files to read, in order; absent test sets are skipped."""
+    files = competition_files(data_dir)
+    bad = [s for s in splits if s not in SPLITS]
+    if bad: raise KitError(f'unknown splits {bad}; choose from {SPLITS}')
+    plan = []
+    for s in splits:
+        if s == 'pointwise': plan += [(s, p) for p in files['pointwise']]
+        elif s in files: plan.append((s, files[s]))
+    return files, plan
+
+def input_sizes(data_dir, files, plan, splits) -> list[dict]:
+    """Relative name and size of every input file that reading `plan` (and the labels with pairwise) depends on."""
+    d = Path(data_dir)
+    used = [p for _, p in plan] + [files['tag_list']] + ([files['label']] if 'pairwise' in splits else [])
+    return [dict(file=Path(p).relative_to(d).as_posix(), bytes=Path(p).stat().st_size) for p in used]
+
+
 # %% ../../nbs/01_data.records.ipynb #c7d053f7
-_CHARS = ''.join(dict.fromkeys('的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能下过子说产种面而方后多定行学法'))
+_CHARS = ''.join(dict.fromkeys('的一是在不了有和人这中大为上个国我以要他时来'
+                               '用们生到作地于出就分对成会可主发年动同工也能'
+                               '下过子说产种面而方后多定行学法'))
 _SPECIALS = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]']
 
 def edge_case_competition(d, seed=0) -> dict:
     """Write a tiny competition directory with every edge case, plus `vocab.txt`; returns the videos per split."""
     d, rng = Path(d), np.random.default_rng(seed)
     (d/'vocab.txt').parent.mkdir(parents=True, exist_ok=True)
-    (d/'vocab.txt').write_text('\n'.join(_SPECIALS + list(_CHARS) + ['a', 'b', '##c']) + '\n', encoding='utf-8')
+    (d/'vocab.txt').write_text('\n'.join(_SPECIALS + list(_CHARS) + ['a', 'b', '##c']) + '\n',
+                               encoding='utf-8')
     tag_list = [10, 20, 30, 40, 50]
     write_tag_list(d/'tag_list.txt', tag_list)
     def text(n): return ''.join(rng.choice(list(_CHARS + ' abcXYZ'), n))
@@ -214,18 +256,25 @@ def edge_case_competition(d, seed=0) -> dict:
         n = int(rng.integers(0, 45)) if n_frames is None else n_frames
         fr = rng.standard_normal((n, FRAME_DIM)).astype(np.float16)
         if n: fr[-1, -7:] = 0   # trailing zero bytes
-        tags = rng.choice([10, 20, 30, 40, 50, 60, 70], int(rng.integers(0, 4)), replace=False) if tagged else None
-        return make_video(str(1000 + i), text(int(rng.integers(0, 40))), text(int(rng.integers(0, 80))), fr, tags,
+        tags = (rng.choice([10, 20, 30, 40, 50, 60, 70], int(rng.integers(0, 4)), replace=False)
+                if tagged else None)
+        return make_video(str(1000 + i), text(int(rng.integers(0, 40))),
+                          text(int(rng.integers(0, 80))), fr, tags,
                           int(rng.integers(100, 105)) if tagged else -1)
-    vids = dict(pointwise=[[video(i, n_frames=[0, 1, 40, 33, 32][i] if i < 5 else None) for i in range(12)],
+    vids = dict(pointwise=[[video(i, n_frames=[0, 1, 40, 33, 32][i] if i < 5 else None)
+                            for i in range(12)],
                            [video(i) for i in range(12, 20)]],
-                pairwise=[video(i) for i in range(20, 30)], test_a=[video(i, False) for i in range(30, 36)],
+                pairwise=[video(i) for i in range(20, 30)],
+                test_a=[video(i, False) for i in range(30, 36)],
                 test_b=[video(i, False) for i in range(36, 40)])
     vids['pointwise'][1][0] = vids['pointwise'][0][3]   # the same video listed again: stored once
-    for k, sh in enumerate(vids['pointwise']): write_records(d/'pointwise'/f'pretrain_{k}.tfrecords', sh)
+    for k, sh in enumerate(vids['pointwise']):
+        write_records(d/'pointwise'/f'pretrain_{k}.tfrecords', sh)
     write_records(d/'pairwise'/'pairwise.tfrecords', vids['pairwise'])
     for t in ('test_a', 'test_b'): write_records(d/t/f'{t}.tfrecords', vids[t])
-    pairs = [(f'{1000 + a}', f'{1000 + b}', s) for a, b, s in [(20, 21, 0.9), (20, 22, 0.1), (23, 24, 0.55), (26, 25, 0.3)]]
-    write_labels(d/'pairwise'/'label.tsv', pd.DataFrame(pairs, columns=['id1', 'id2', 'similarity']))
+    pairs = [(f'{1000 + a}', f'{1000 + b}', s)
+             for a, b, s in [(20, 21, 0.9), (20, 22, 0.1), (23, 24, 0.55), (26, 25, 0.3)]]
+    write_labels(d/'pairwise'/'label.tsv',
+                 pd.DataFrame(pairs, columns=['id1', 'id2', 'similarity']))
     return vids
 

@@ -23,7 +23,8 @@ __all__ = ['GENERATOR', 'SYNTH_PRESETS', 'SPECIALS', 'SynthConfig', 'synth_confi
            'summary', 'reference_scores', 'valid_mask', 'reference_table', 'generate']
 
 # %% ../../nbs/02_data.synth.ipynb #1df0f4b0
-GENERATOR = 'mmvsim.synth'   # meta.json's mark of a data set written here (its name since the first release)
+# meta.json's mark of a data set written here (its name since the first release)
+GENERATOR = 'mmvsim.synth'
 @dataclass
 class SynthConfig(Config):
     preset: str = 'demo'
@@ -37,33 +38,36 @@ class SynthConfig(Config):
     latent_dim: int = 32           # the hidden "meaning" of a video
     n_chars: int = 2000            # Chinese characters in the vocabulary
     n_words: int = 400             # topic words (2-3 characters each)
-    n_tags: int = 3000             # distinct tags (Zipf popularity); only the top `tag_list_size` are listed
+    n_tags: int = 3000             # distinct tags (Zipf popularity); the top `tag_list_size` listed
     tag_list_size: int = 1000      # tags in tag_list.txt (10,000 in the real data)
     max_frames: int = 32           # frames per video are 1..max_frames
     p_empty_asr: float = 0.25      # share of videos with no speech
     p_missing_category: float = 0.02
     label_noise: float = 0.12      # annotator noise on the [0, 1] label scale, before quantisation
-    frame_signal: float = 1.5      # strength of the latent in the frames, against unit per-frame noise
+    frame_signal: float = 1.5      # strength of the latent in the frames, vs unit per-frame noise
     scene_drift: float = 1.0       # strength of the temporally correlated scene drift
     levels: int = 20               # label levels in [0, 1]
     chunk: int = 500               # videos generated per chunk (bounds memory)
 
 SYNTH_PRESETS = {
-    'tiny': dict(shards=2, videos_per_shard=60, pair_queries=30, test_queries=12, cat1=4, cat2_per_cat1=3,
-                 n_chars=400, n_words=120, n_tags=300, tag_list_size=100),
+    'tiny': dict(shards=2, videos_per_shard=60, pair_queries=30, test_queries=12, cat1=4,
+                 cat2_per_cat1=3, n_chars=400, n_words=120, n_tags=300, tag_list_size=100),
     'demo': dict(),
     'ablate': dict(shards=8, videos_per_shard=2000, pair_queries=500, test_queries=500),
-    'full': dict(shards=20, videos_per_shard=50_000, pair_queries=9_700, test_queries=3_070, cat1=24,
-                 cat2_per_cat1=10, n_chars=6000, n_words=5000, n_tags=100_000, tag_list_size=10_000, chunk=2000),
+    'full': dict(shards=20, videos_per_shard=50_000, pair_queries=9_700, test_queries=3_070,
+                 cat1=24, cat2_per_cat1=10, n_chars=6000, n_words=5000, n_tags=100_000,
+                 tag_list_size=10_000, chunk=2000),
 }
 
 def synth_config(preset='demo', seed=0, **overrides) -> SynthConfig:
     """The settings of a preset, with overrides."""
-    if preset not in SYNTH_PRESETS: raise KitError(f'unknown preset {preset!r}; choose from {sorted(SYNTH_PRESETS)}')
+    if preset not in SYNTH_PRESETS:
+        raise KitError(f'unknown preset {preset!r}; choose from {sorted(SYNTH_PRESETS)}')
     return SynthConfig(preset=preset, seed=seed, **{**SYNTH_PRESETS[preset], **overrides})
 
 # %% ../../nbs/02_data.synth.ipynb #b7d53acc
-SPECIALS = ['[PAD]'] + [f'[unused{i}]' for i in range(1, 100)] + ['[UNK]', '[CLS]', '[SEP]', '[MASK]']
+SPECIALS = (['[PAD]'] + [f'[unused{i}]' for i in range(1, 100)]
+            + ['[UNK]', '[CLS]', '[SEP]', '[MASK]'])
 _BLOCK_VIEWS = dict(title=(0, 1), asr=(1, 2), frames=(2, 3), tags=(3, 0))
 
 def _unit(x): return x / np.linalg.norm(x, axis=-1, keepdims=True)
@@ -78,14 +82,18 @@ class World:
         self.view_dim = 2 * b
         self.cat1_dir = _unit(rng.standard_normal((c.cat1, D)))
         self.cat2_dir = _unit(rng.standard_normal((c.cat1, c.cat2_per_cat1, D)))
-        self.views = {k: np.concatenate([np.arange(i * b, (i + 1) * b) for i in bl]) for k, bl in _BLOCK_VIEWS.items()}
+        self.views = {k: np.concatenate([np.arange(i * b, (i + 1) * b) for i in bl])
+                      for k, bl in _BLOCK_VIEWS.items()}
         # characters: CJK ideographs; the first 50 are the common "filler" characters
-        self.chars = np.array([chr(0x4E00 + i) for i in rng.choice(20_000, c.n_chars, replace=False)])
+        self.chars = np.array([chr(0x4E00 + i)
+                               for i in rng.choice(20_000, c.n_chars, replace=False)])
         self.filler = [''.join(rng.choice(self.chars[:50], rng.integers(1, 3))) for _ in range(40)]
-        self.words = [''.join(rng.choice(self.chars[50:], rng.integers(2, 4))) for _ in range(c.n_words)]
+        self.words = [''.join(rng.choice(self.chars[50:], rng.integers(2, 4)))
+                      for _ in range(c.n_words)]
         self.word_dir = _unit(rng.standard_normal((c.n_words, self.view_dim)))
-        self.cat_words = rng.integers(0, c.n_words, (c.cat1, c.cat2_per_cat1, 3))  # words typical of a category
-        # tags: ids like the real ones (large integers), Zipf popularity, a direction in the tag view
+        # words typical of a category
+        self.cat_words = rng.integers(0, c.n_words, (c.cat1, c.cat2_per_cat1, 3))
+        # tags: ids like the real ones (big integers), Zipf popularity, a direction in the tag view
         self.tag_ids = rng.choice(np.arange(1_000, 1_000 + 50 * c.n_tags), c.n_tags, replace=False)
         self.tag_logpop = -1.0 * np.log(rng.permutation(c.n_tags) + 1.0)
         self.tag_dir = _unit(rng.standard_normal((c.n_tags, self.view_dim)))
@@ -111,7 +119,7 @@ def _draw_words(rng, w: World, zv, n, beta, p_cat, p_fill, c1, c2):
     p = np.exp(logits - logits.max())
     p /= p.sum()
     cdf = p.cumsum()
-    cdf /= cdf[-1]                          # `rng.choice(len(p), p=p)`'s own steps, done once for all n words
+    cdf /= cdf[-1]  # `rng.choice(len(p), p=p)`'s own steps, done once for all n words
     out = []
     for kind in rng.choice(3, n, p=[1 - p_cat - p_fill, p_cat, p_fill]):
         if kind == 0: out.append(w.words[int(cdf.searchsorted(rng.random(), side='right'))])
@@ -126,13 +134,14 @@ def _noisy_text(rng, w: World, words, p_noise):
     return ''.join(w.chars[rng.integers(len(w.chars))] if f else ch for ch, f in zip(s, flip))
 
 def _frames(rng, w: World, zv, n):
-    m = (_unit(zv) * w.cfg.frame_signal) @ w.frame_lift                                        # (1536,)
+    m = (_unit(zv) * w.cfg.frame_signal) @ w.frame_lift                         # (1536,)
     s = np.zeros(8, np.float32)
     scene = np.empty((n, 8), np.float32)
     for t in range(n):
         s = 0.9 * s + 0.436 * rng.standard_normal(8, dtype=np.float32)
         scene[t] = s
-    x = m + w.cfg.scene_drift * scene @ w.scene_dirs + rng.standard_normal((n, FRAME_DIM), dtype=np.float32)
+    x = (m + w.cfg.scene_drift * scene @ w.scene_dirs
+         + rng.standard_normal((n, FRAME_DIM), dtype=np.float32))
     return np.maximum(x * 0.5 + 0.5, 0).astype(np.float16)                      # (n, 1536)
 
 def _tags(rng, w: World, zv, n):
@@ -144,10 +153,11 @@ def _tags(rng, w: World, zv, n):
 def render_video(rng, w: World, vid: str, z, c1: int, c2: int, with_tags=True) -> dict:
     """One video dict rendered from its latent `z` and categories."""
     c = w.cfg
-    title = _noisy_text(
-        rng, w, _draw_words(rng, w, w.view(z, 'title'), rng.integers(4, 12), 25, 0.2, 0.2, c1, c2), 0.03)
+    title = _noisy_text(rng, w, _draw_words(rng, w, w.view(z, 'title'), rng.integers(4, 12),
+                                            25, 0.2, 0.2, c1, c2), 0.03)
     asr = '' if rng.random() < c.p_empty_asr else _noisy_text(
-        rng, w, _draw_words(rng, w, w.view(z, 'asr'), rng.integers(15, 60), 20, 0.1, 0.35, c1, c2), 0.1)
+        rng, w, _draw_words(rng, w, w.view(z, 'asr'), rng.integers(15, 60),
+                            20, 0.1, 0.35, c1, c2), 0.1)
     n = c.max_frames if rng.random() < 0.4 else int(rng.integers(1, c.max_frames))
     frames = _frames(rng, w, w.view(z, 'frames'), n)
     tags = _tags(rng, w, w.view(z, 'tags'), int(rng.integers(1, 7))) if with_tags else None
@@ -177,8 +187,8 @@ def sample_pairs(rng, w: World, n_queries: int, used_ids: set):
             if r < 0.2 and len(z) > n_queries:                       # reuse a video of the set
                 pairs.append((q, int(rng.integers(0, len(z)))))
                 continue
-            if r < 0.3:
-                zc, a, b = _unit(z[q] + 0.15 * rng.standard_normal(c.latent_dim)), c1[q], c2[q]   # near-duplicate
+            if r < 0.3:                                              # near-duplicate
+                zc, a, b = _unit(z[q] + 0.15 * rng.standard_normal(c.latent_dim)), c1[q], c2[q]
             else:
                 a = c1[q] if r < 0.85 else int(rng.integers(c.cat1))
                 b = c2[q] if r < 0.6 else int(rng.integers(c.cat2_per_cat1))
@@ -194,8 +204,8 @@ def sample_pairs(rng, w: World, n_queries: int, used_ids: set):
     sim = (z[i1] * z[i2]).sum(1)
     label = np.clip((sim - 0.05) / 0.9 + c.label_noise * rng.standard_normal(len(sim)), 0, 1)
     label = np.round(label * (c.levels - 1)) / (c.levels - 1)
-    table = pd.DataFrame(dict(id1=[ids[i] for i in i1], id2=[ids[j] for j in i2], similarity=label, i1=i1, i2=i2,
-                              true_sim=sim))
+    table = pd.DataFrame(dict(id1=[ids[i] for i in i1], id2=[ids[j] for j in i2], similarity=label,
+                              i1=i1, i2=i2, true_sim=sim))
     return dict(ids=ids, z=z, c1=np.array(c1), c2=np.array(c2), pairs=table)
 
 # %% ../../nbs/02_data.synth.ipynb #115619c4
@@ -225,7 +235,8 @@ def reference_scores(pairs: pd.DataFrame, videos: dict) -> dict:
                frames=rho([float(mf(a) @ mf(b) / np.linalg.norm(mf(a)) / np.linalg.norm(mf(b)))
                            for a, b in zip(v1, v2)]))
     if v1[0]['tag_id'] is not None:
-        out['tags'] = rho([len(set(a['tag_id']) & set(b['tag_id'])) / len(set(a['tag_id']) | set(b['tag_id']))
+        out['tags'] = rho([len(set(a['tag_id']) & set(b['tag_id']))
+                           / len(set(a['tag_id']) | set(b['tag_id']))
                            for a, b in zip(v1, v2)])
     return out
 
@@ -236,7 +247,8 @@ def valid_mask(pairs: pd.DataFrame) -> np.ndarray:
 # %% ../../nbs/02_data.synth.ipynb #3b9a99e8
 def reference_table(meta: dict) -> pd.DataFrame:
     """Oracle and single-modality Spearman per pair set, from a synthetic data set's meta.json."""
-    rows = {k: {m: v for m, v in s.items() if m != 'pairs'} | {'pairs': s['pairs']} for k, s in meta['scores'].items()}
+    rows = {k: {m: v for m, v in s.items() if m != 'pairs'} | {'pairs': s['pairs']}
+            for k, s in meta['scores'].items()}
     t = pd.DataFrame(rows).T[['pairs', 'oracle', 'title', 'asr', 'frames', 'tags']]
     t['best single / oracle'] = t[['title', 'asr', 'frames', 'tags']].max(axis=1) / t['oracle']
     return t
@@ -254,7 +266,8 @@ def _stream(w, rng, n, used, progress, desc):
                 yield render_video(rng, w, vid, zi, int(a), int(b))
             bar.update(k)
 
-def _write_pair_sets(cfg, w: World, tmp: Path, used: set, count_tags, progress) -> tuple[dict, dict]:
+def _write_pair_sets(cfg, w: World, tmp: Path, used: set, count_tags,
+                     progress) -> tuple[dict, dict]:
     """The pairwise set and the two test sets with their labels (the test ones hidden); returns sizes and scores."""
     sizes, scores = {}, {}
     for k, (name, nq) in enumerate([('pairwise', cfg.pair_queries), ('test_a', cfg.test_queries),
@@ -266,11 +279,12 @@ def _write_pair_sets(cfg, w: World, tmp: Path, used: set, count_tags, progress) 
             by_id[v['id']] = summary(v)
             return count_tags(v) if tagged else {**v, 'tag_id': None, 'category_id': -1}
         vids = (render_video(rng, w, i, z, int(a), int(b), with_tags=True)
-                for i, z, a, b in progress_bar(list(zip(ps['ids'], ps['z'], ps['c1'], ps['c2'])), desc=name,
-                                       disable=not progress, leave=False))
+                for i, z, a, b in progress_bar(list(zip(ps['ids'], ps['z'], ps['c1'], ps['c2'])),
+                                               desc=name, disable=not progress, leave=False))
         sizes[name] = write_records(tmp/name/f'{name}.tfrecords', map(public, vids))
         sizes[f'{name}_pairs'] = len(ps['pairs'])
-        write_labels(tmp/('pairwise/label.tsv' if tagged else f'hidden/{name}_label.tsv'), ps['pairs'])
+        write_labels(tmp/('pairwise/label.tsv' if tagged else f'hidden/{name}_label.tsv'),
+                     ps['pairs'])
         if tagged:
             scores['valid'] = reference_scores(ps['pairs'][valid_mask(ps['pairs'])], by_id)
             scores['pairwise_all'] = reference_scores(ps['pairs'], by_id)
@@ -291,42 +305,50 @@ def _replace_dir(tmp: Path, out: Path):
     tmp.rename(out)
     shutil.rmtree(old, ignore_errors=True)
 
-def _write_shard(cfg: SynthConfig, s: int, path: Path, used: set, progress: bool) -> tuple[int, Counter, list]:
+def _write_shard(cfg: SynthConfig, s: int, path: Path, used: set,
+                 progress: bool) -> tuple[int, Counter, list]:
     """Write pointwise shard `s` to `path` (ids avoid `used`, which grows); returns its size, tag counts and ids."""
     tags, ids = Counter(), []
     def seen(v):
         tags.update(v['tag_id'].tolist())
         ids.append(v['id'])
         return v
-    stream = _stream(World(cfg), np.random.default_rng([cfg.seed, 1, s]), cfg.videos_per_shard, used, progress,
-                     f'pretrain_{s}')
+    stream = _stream(World(cfg), np.random.default_rng([cfg.seed, 1, s]), cfg.videos_per_shard,
+                     used, progress, f'pretrain_{s}')
     with threadpool_limits(1): return write_records(path, map(seen, stream)), tags, ids
 
-def _write_pointwise(cfg: SynthConfig, tmp: Path, used: set, progress: bool, workers: int) -> tuple[int, Counter]:
+def _write_pointwise(cfg: SynthConfig, tmp: Path, used: set, progress: bool,
+                     workers: int) -> tuple[int, Counter]:
     """Write every pointwise shard, in `workers` processes; returns the video count and the tag counts."""
     paths = [tmp/'pointwise'/f'pretrain_{s}.tfrecords' for s in range(cfg.shards)]
     if workers > 1 and cfg.shards > 1:
         with ProcessPoolExecutor(min(workers, cfg.shards), mp_context=get_context('fork')) as ex:
-            jobs = ex.map(_write_shard, repeat(cfg), range(cfg.shards), paths, repeat(set()), repeat(False))
-            done = list(progress_bar(jobs, total=cfg.shards, desc='pointwise shards', disable=not progress))
+            jobs = ex.map(_write_shard, repeat(cfg), range(cfg.shards), paths, repeat(set()),
+                          repeat(False))
+            done = list(progress_bar(jobs, total=cfg.shards, desc='pointwise shards',
+                                     disable=not progress))
         ids = [i for *_, shard_ids in done for i in shard_ids]
-        if len(set(ids)) == len(ids):       # no id drawn in two shards: the files one process would have written
+        # no id drawn in two shards: the files one process would have written
+        if len(set(ids)) == len(ids):
             used.update(ids)
             return sum(n for n, *_ in done), sum((t for _, t, _ in done), Counter())
-    n, tags = 0, Counter()                  # one process (or, one run in ~10^7, an id drawn twice: redo in order)
+    # one process (or, one run in ~10^7, an id drawn twice: redo in order)
+    n, tags = 0, Counter()
     for s, p in enumerate(paths):
         k, t, _ = _write_shard(cfg, s, p, used, progress)
         n, tags = n + k, tags + t
     return n, tags
 
-def generate(out_dir, preset='demo', seed=0, progress=True, overwrite=False, workers: int = 1, **overrides) -> dict:
+def generate(out_dir, preset='demo', seed=0, progress=True, overwrite=False, workers: int = 1,
+             **overrides) -> dict:
     """Write a synthetic competition directory to `out_dir` (pointwise shards in `workers` processes); returns its
     meta.json contents."""
     cfg, out = synth_config(preset, seed, **overrides), Path(out_dir)
-    if out.exists() and not overwrite: raise FileExistsError(f'{out} exists; pass overwrite=True (--overwrite) to replace it')
+    if out.exists() and not overwrite:
+        raise FileExistsError(f'{out} exists; pass overwrite=True (--overwrite) to replace it')
     if out.exists() and not _is_synthetic(out):
-        raise FileExistsError(f'{out} is not a data set generated by this kit (no meta.json from mmvsim.data.synth): '
-                              'refusing to replace it')
+        raise FileExistsError(f'{out} is not a data set generated by this kit '
+                              '(no meta.json from mmvsim.data.synth): refusing to replace it')
     tmp = out.with_name(out.name + '.partial')
     shutil.rmtree(tmp, ignore_errors=True)
     t0, w, used = time.time(), World(cfg), set()
@@ -335,14 +357,16 @@ def generate(out_dir, preset='demo', seed=0, progress=True, overwrite=False, wor
     def count_tags(v):
         tag_counts.update(v['tag_id'].tolist())
         return v
-    with threadpool_limits(1): more, scores = _write_pair_sets(cfg, w, tmp, used, count_tags, progress)
+    with threadpool_limits(1):
+        more, scores = _write_pair_sets(cfg, w, tmp, used, count_tags, progress)
     sizes = dict(pointwise=n)
     top = sorted(tag_counts, key=lambda t: (-tag_counts[t], t))[:cfg.tag_list_size]
     write_tag_list(tmp/'tag_list.txt', top)
     (tmp/'vocab.txt').write_text('\n'.join(w.vocab()) + '\n', encoding='utf-8')
     files = sorted(p for p in tmp.rglob('*') if p.is_file())
-    meta = dict(generator=GENERATOR, config=cfg.to_dict(), sizes=sizes | more, distinct_tags=len(tag_counts),
-                tags_outside_list=len(tag_counts) - len(top), bytes=sum(p.stat().st_size for p in files),
+    meta = dict(generator=GENERATOR, config=cfg.to_dict(), sizes=sizes | more,
+                distinct_tags=len(tag_counts), tags_outside_list=len(tag_counts) - len(top),
+                bytes=sum(p.stat().st_size for p in files),
                 scores=scores, seconds=round(time.time() - t0, 1),
                 files=[str(p.relative_to(tmp)) for p in files] + ['meta.json'])
     save_json(meta, tmp/'meta.json')

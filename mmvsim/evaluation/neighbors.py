@@ -13,7 +13,8 @@ from ..core import KitError
 __all__ = ['EXACT_UP_TO', 'INDEX_KINDS', 'NeighborIndex', 'build_index', 'search', 'neighbors', 'near_duplicates']
 
 # %% ../../nbs/12_evaluation.neighbors.ipynb #9f6614b9
-EXACT_UP_TO = 30_000   # vectors; above this `kind='auto'` builds an HNSW graph (see scripts/bench_neighbors.py)
+# vectors; above this `kind='auto'` builds an HNSW graph (see scripts/bench_neighbors.py)
+EXACT_UP_TO = 30_000
 INDEX_KINDS = ('auto', 'exact', 'hnsw')
 
 @dataclass
@@ -26,7 +27,8 @@ class NeighborIndex:
 def _unit(emb) -> np.ndarray:
     """`(N, D)` float32, C-contiguous, each row L2-normalised."""
     x = np.ascontiguousarray(emb, dtype=np.float32)                                  # (N, D)
-    if x.ndim != 2 or not np.isfinite(x).all(): raise KitError(f'embeddings must be a finite (N, D) array, got {x.shape}')
+    if x.ndim != 2 or not np.isfinite(x).all():
+        raise KitError(f'embeddings must be a finite (N, D) array, got {x.shape}')
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 def build_index(ids, emb, kind: str = 'auto', hnsw_m: int = 32, ef_construction: int = 80,
@@ -60,7 +62,7 @@ def neighbors(nx: NeighborIndex, emb=None, queries=None, k: int = 10) -> pd.Data
         if miss: raise KitError(f'{len(miss)} query ids are not in the index (e.g. {miss[:3]})')
         emb = nx.index.reconstruct_batch(np.array([pos_of[i] for i in q], np.int64))  # (Q, D)
     else: q = [str(i) for i in queries]
-    cos, pos = search(nx, emb, k + 1)                        # one more: the query itself is usually first
+    cos, pos = search(nx, emb, k + 1)   # one more: the query itself is usually first
     rows = []
     for qi, (c, p) in enumerate(zip(cos, pos)):
         keep = [(nx.ids[j], float(v)) for j, v in zip(p, c) if j >= 0 and nx.ids[j] != q[qi]][:k]

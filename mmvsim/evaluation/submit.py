@@ -13,7 +13,8 @@ import pandas as pd
 from ..core import DataError, EMB_DIM, KitError, RunFiles, atomic_write, save_json
 from ..data.records import read_labels
 from ..data.store import load_tokenizer, open_store
-from ..training.stage import Inputs, StageConfig, cosine_metrics, embed_rows, load_run, pair_cosines, pair_metrics, rank_target
+from ..training.stage import (Inputs, StageConfig, cosine_metrics, embed_rows, load_run,
+                                   pair_cosines, pair_metrics, rank_target)
 
 # %% auto #0
 __all__ = ['F16_MAX', 'save_embeddings', 'load_embeddings', 'as_embeddings', 'embed_split', 'embed_run', 'validate_submission',
@@ -23,7 +24,8 @@ __all__ = ['F16_MAX', 'save_embeddings', 'load_embeddings', 'as_embeddings', 'em
 # %% ../../nbs/10_evaluation.submit.ipynb #3419e81e
 def _check_pair(ids, emb, what='embeddings') -> tuple[list, np.ndarray]:
     emb = np.asarray(emb)
-    if emb.ndim != 2: raise KitError(f'{what}: expected a 2-d (videos, dim) array, got shape {emb.shape}')
+    if emb.ndim != 2:
+        raise KitError(f'{what}: expected a 2-d (videos, dim) array, got shape {emb.shape}')
     ids = list(ids)
     if len(ids) != len(emb): raise KitError(f'{what}: {len(ids)} ids but {len(emb)} embedding rows')
     return ids, emb
@@ -39,12 +41,14 @@ def save_embeddings(path, ids, emb) -> Path:
 def _from_json_text(text, path) -> tuple[list[str], np.ndarray]:
     try: d = json.loads(text)
     except json.JSONDecodeError as e: raise DataError(path, f'not valid JSON ({e})') from None
-    if not isinstance(d, dict) or not d: raise DataError(path, 'expected a non-empty JSON object {id: [numbers]}')
+    if not isinstance(d, dict) or not d:
+        raise DataError(path, 'expected a non-empty JSON object {id: [numbers]}')
     lens = Counter(len(v) if isinstance(v, list) else -1 for v in d.values())
     if -1 in lens: raise DataError(path, 'every value must be a list of numbers')
     if len(lens) > 1: raise DataError(path, f'vectors of different lengths: {dict(lens)}')
     try: emb = np.array(list(d.values()), np.float32)
-    except (TypeError, ValueError) as e: raise DataError(path, f'vectors hold non-numbers ({e})') from None
+    except (TypeError, ValueError) as e:
+        raise DataError(path, f'vectors hold non-numbers ({e})') from None
     return list(d), emb
 
 def load_embeddings(path) -> tuple[list[str], np.ndarray]:
@@ -59,11 +63,14 @@ def load_embeddings(path) -> tuple[list[str], np.ndarray]:
             return z['ids'].tolist(), np.asarray(z['emb'], np.float32)
     if suf == '.json': return _from_json_text(path.read_text(encoding='utf-8'), path)
     if suf == '.zip':
-        if not zipfile.is_zipfile(path): raise DataError(path, 'not a zip file (a submission is result.json zipped)')
+        if not zipfile.is_zipfile(path):
+            raise DataError(path, 'not a zip file (a submission is result.json zipped)')
         with zipfile.ZipFile(path) as z:
             names = [n for n in z.namelist() if n.endswith('.json')]
-            name = 'result.json' if 'result.json' in names else (names[0] if len(names) == 1 else None)
-            if name is None: raise DataError(path, f'expected result.json inside the zip, found {z.namelist()}')
+            name = ('result.json' if 'result.json' in names
+                    else (names[0] if len(names) == 1 else None))
+            if name is None:
+                raise DataError(path, f'expected result.json inside the zip, found {z.namelist()}')
             return _from_json_text(z.read(name).decode('utf-8'), f'{path}:{name}')
     raise KitError(f'{path}: unknown embedding file type {suf!r} (expected .npz, .json or .zip)')
 
@@ -75,16 +82,18 @@ def as_embeddings(src) -> tuple[list[str], np.ndarray]:
     return ids, np.asarray(emb, np.float32)
 
 # %% ../../nbs/10_evaluation.submit.ipynb #cbeeec62
-def embed_split(model, store, split='test_a', inputs: Inputs = Inputs(), batch_size: int = 256, device=None,
-                progress=True) -> tuple[list[str], np.ndarray]:
+def embed_split(model, store, split='test_a', inputs: Inputs = Inputs(), batch_size: int = 256,
+                device=None, progress=True) -> tuple[list[str], np.ndarray]:
     """`(ids, emb)` of the videos of a store split (a name) or of a list of ids, embedded by `model`."""
     rows = store.rows(split) if isinstance(split, str) else store.rows_of(list(split))
-    if len(rows) == 0: raise KitError(f'no videos to embed in {split!r} (is the split in the store?)')
-    emb = embed_rows(model, store, rows, inputs, batch_size=batch_size, device=device, progress=progress)
+    if len(rows) == 0:
+        raise KitError(f'no videos to embed in {split!r} (is the split in the store?)')
+    emb = embed_rows(model, store, rows, inputs, batch_size=batch_size, device=device,
+                     progress=progress)
     return store.ids[rows].tolist(), emb
 
-def embed_run(run_dir, store, split='test_a', which: str = 'auto', batch_size: int = 256, device=None,
-              progress=True) -> tuple[list[str], np.ndarray]:
+def embed_run(run_dir, store, split='test_a', which: str = 'auto', batch_size: int = 256,
+              device=None, progress=True) -> tuple[list[str], np.ndarray]:
     """`(ids, emb)` of a split (or ids) embedded by a trained run, read with the run's own input settings."""
     model, inputs = load_run(run_dir, which)
     inputs.check(store, run_dir)
@@ -102,15 +111,18 @@ def validate_submission(ids, emb, expected_ids=None, dim: int = EMB_DIM):
     ids, emb = _check_pair(ids, emb, 'submission')
     bad: list[str] = []
     nonstr = [i for i in ids if not isinstance(i, str)]
-    if nonstr: bad.append(f'{len(nonstr)} ids are not strings (e.g. {_few(nonstr)}): write ids as str')
+    if nonstr:
+        bad.append(f'{len(nonstr)} ids are not strings (e.g. {_few(nonstr)}): write ids as str')
     dup = [i for i, c in Counter(ids).items() if c > 1]
     if dup: bad.append(f'{len(dup)} duplicate ids (e.g. {_few(dup)})')
     if expected_ids is not None:
         have, want = set(ids), set(expected_ids)
         miss, extra = sorted(want - have), sorted(have - want, key=str)
-        if miss: bad.append(f'{len(miss)} of {len(want)} expected ids are missing (e.g. {_few(miss)})')
+        if miss:
+            bad.append(f'{len(miss)} of {len(want)} expected ids are missing (e.g. {_few(miss)})')
         if extra: bad.append(f'{len(extra)} ids are not expected (e.g. {_few(extra)})')
-    if emb.shape[1] != dim: bad.append(f'wrong dimension: vectors have {emb.shape[1]} values, expected {dim}')
+    if emb.shape[1] != dim:
+        bad.append(f'wrong dimension: vectors have {emb.shape[1]} values, expected {dim}')
     if not np.issubdtype(emb.dtype, np.number) or np.iscomplexobj(emb):
         bad.append(f'values must be real numbers, got dtype {emb.dtype}')
     else:
@@ -118,7 +130,8 @@ def validate_submission(ids, emb, expected_ids=None, dim: int = EMB_DIM):
         fin = np.isfinite(x)
         if not fin.all():
             rows = np.flatnonzero(~fin.all(1))
-            bad.append(f'{len(rows)} vectors hold NaN or inf (e.g. ids {_few(ids[r] for r in rows)})')
+            bad.append(f'{len(rows)} vectors hold NaN or inf '
+                       f'(e.g. ids {_few(ids[r] for r in rows)})')
         over = np.flatnonzero((np.abs(np.where(fin, x, 0)) > F16_MAX).any(1))
         if len(over):
             bad.append(f'{len(over)} vectors hold values beyond float16 range ±{F16_MAX:g} '
@@ -129,22 +142,24 @@ def validate_submission(ids, emb, expected_ids=None, dim: int = EMB_DIM):
 @lru_cache(1)
 def _f16_text() -> np.ndarray:
     """The JSON text of `float(np.float16(x))` for each of the 65536 float16 bit patterns."""
-    return np.array([json.dumps(float(x)) for x in np.arange(2**16, dtype=np.uint16).view(np.float16)], dtype=object)
+    return np.array([json.dumps(float(x))
+                     for x in np.arange(2**16, dtype=np.uint16).view(np.float16)], dtype=object)
 
 def _result_json(ids, emb) -> str:
     """`json.dumps({id: [float(np.float16(x)), ...]})` (compact), ten times faster: text looked up per float16 value."""
-    text = _f16_text()[np.asarray(emb).astype(np.float16).view(np.uint16)]                  # (N, D) str
+    text = _f16_text()[np.asarray(emb).astype(np.float16).view(np.uint16)]   # (N, D) str
     return '{' + ','.join(f'{json.dumps(str(i))}:[{",".join(r)}]' for i, r in zip(ids, text)) + '}'
 
-def write_submission(ids, emb, out='submissions/submission.zip', expected_ids=None, dim: int = EMB_DIM,
-                     keep_json: bool = False) -> Path:
+def write_submission(ids, emb, out='submissions/submission.zip', expected_ids=None,
+                     dim: int = EMB_DIM, keep_json: bool = False) -> Path:
     """Validate `(ids, emb)`, then write the competition's `result.json` zipped at `out` (atomically)."""
     validate_submission(ids, emb, expected_ids, dim)
     out, text = Path(out), _result_json(ids, emb)
     if out.suffix.lower() == '.json':
         with atomic_write(out, 'w') as f: f.write(text)
         return out
-    with atomic_write(out) as f, zipfile.ZipFile(f, 'w', zipfile.ZIP_DEFLATED) as z: z.writestr('result.json', text)
+    with atomic_write(out) as f, zipfile.ZipFile(f, 'w', zipfile.ZIP_DEFLATED) as z:
+        z.writestr('result.json', text)
     if keep_json:
         with atomic_write(out.with_suffix('.json'), 'w') as f: f.write(text)
     return out
@@ -161,9 +176,12 @@ def pair_vectors(ids, emb, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`(emb1, emb2, similarity)` of the labelled pairs, looked up by id (ValueError for ids without a vector)."""
     lab = _labels(labels)
     pos = {str(i): k for k, i in enumerate(ids)}
-    need = pd.unique(np.concatenate([lab.id1.astype(str).to_numpy(), lab.id2.astype(str).to_numpy()]))
+    need = pd.unique(np.concatenate([lab.id1.astype(str).to_numpy(),
+                                     lab.id2.astype(str).to_numpy()]))
     miss = [i for i in need if i not in pos]
-    if miss: raise KitError(f'{len(miss)} of the {len(need)} labelled videos have no vector (e.g. {_few(miss)})')
+    if miss:
+        raise KitError(f'{len(miss)} of the {len(need)} labelled videos have no vector '
+                       f'(e.g. {_few(miss)})')
     r1 = np.array([pos[i] for i in lab.id1.astype(str)], np.int64)
     r2 = np.array([pos[i] for i in lab.id2.astype(str)], np.int64)
     emb = np.asarray(emb)
@@ -172,14 +190,15 @@ def pair_vectors(ids, emb, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def score_submission(submission, labels, dim: int = EMB_DIM) -> dict:
     """The competition's score: Spearman of pair cosines against the labels; returns `dict(spearman, pairs)`."""
     ids, emb = as_embeddings(submission)
-    validate_submission(ids, emb, dim=dim)          # what the submitter refuses, the scorer refuses too
+    validate_submission(ids, emb, dim=dim)   # what the submitter refuses, the scorer refuses too
     m = pair_metrics(*pair_vectors(ids, emb, labels))
     return dict(spearman=m['spearman'], pairs=m['pairs'])
 
 def hidden_labels(data_dir, split='test_a') -> Path:
     """The path of a synthetic data set's hidden test labels (`<data>/hidden/<split>_label.tsv`)."""
     p = Path(data_dir)/'hidden'/f'{split}_label.tsv'
-    if not p.exists(): raise FileNotFoundError(f'{p}: no hidden labels (only generated data sets carry them)')
+    if not p.exists():
+        raise FileNotFoundError(f'{p}: no hidden labels (only generated data sets carry them)')
     return p
 
 # %% ../../nbs/10_evaluation.submit.ipynb #60177297
@@ -187,15 +206,16 @@ def pair_predictions(ids, emb, labels) -> pd.DataFrame:
     """Each labelled pair with its cosine under `(ids, emb)`: `id1, id2, label, cosine`."""
     lab = _labels(labels)
     e1, e2, y = pair_vectors(ids, emb, lab)
-    return pd.DataFrame(dict(id1=lab.id1.astype(str).to_numpy(), id2=lab.id2.astype(str).to_numpy(), label=y,
-                             cosine=pair_cosines(e1, e2)))
+    return pd.DataFrame(dict(id1=lab.id1.astype(str).to_numpy(), id2=lab.id2.astype(str).to_numpy(),
+                             label=y, cosine=pair_cosines(e1, e2)))
 
 def prediction_metrics(pred: pd.DataFrame) -> dict:
     """Spearman of `cosine` against `label`, and the MSE of `cosine` against the rank-normalised label."""
     return dict(cosine_metrics(pred.cosine, rank_target(pred.label)),
                 spearman=cosine_metrics(pred.cosine, pred.label)['spearman'])
 
-def score_run(run_dir, splits=('test_a', 'test_b'), which: str = 'auto', progress=True) -> pd.DataFrame:
+def score_run(run_dir, splits=('test_a', 'test_b'), which: str = 'auto',
+              progress=True) -> pd.DataFrame:
     """Score a run on synthetic test splits' hidden labels; writes `test_predictions.csv` and `test_metrics.json`."""
     run = Path(run_dir)
     c = StageConfig.load(run/RunFiles.CONFIG, strict=False)   # the settings every stage shares
@@ -205,6 +225,7 @@ def score_run(run_dir, splits=('test_a', 'test_b'), which: str = 'auto', progres
              for s in splits]
     pred = pd.concat(preds, ignore_index=True)[['split', 'id1', 'id2', 'label', 'cosine']]
     with atomic_write(run/RunFiles.TEST_PREDICTIONS, 'w') as f: pred.to_csv(f, index=False)
-    table = {s: prediction_metrics(pred[pred.split == s]) for s in splits} | {'all': prediction_metrics(pred)}
+    table = ({s: prediction_metrics(pred[pred.split == s]) for s in splits}
+             | {'all': prediction_metrics(pred)})
     save_json(table, run/RunFiles.TEST_METRICS)
     return pd.DataFrame(table).T

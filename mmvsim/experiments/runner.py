@@ -4,11 +4,10 @@
 
 # %% ../../nbs/13b_experiments.runner.ipynb #c4e8a913
 from __future__ import annotations
-import ctypes, fcntl, os, re, signal, subprocess, sys, time, traceback
-from contextlib import contextmanager
+import ctypes, os, re, signal, subprocess, sys, time, traceback
 from pathlib import Path
 import pandas as pd
-from ..core import KitError, cpu_cores, load_json, save_json
+from ..core import KitError, cpu_cores, exclusive_lock, load_json, save_json
 from .grid import Grid, Job, estimate_hours, load_grid, plan_grid, prepare_data
 
 # %% auto #0
@@ -30,21 +29,9 @@ def job_status(run: Path) -> str:
     if (run/FAILED).exists(): return 'failed'
     return 'started' if run.exists() else 'new'
 
-@contextmanager
 def run_lock(run: Path, wait: float = 120.0):
-    """Hold an exclusive lock on `run/.lock` (waiting up to `wait` s for another holder to finish)."""
-    run.mkdir(parents=True, exist_ok=True)
-    with open(run/'.lock', 'w') as f:
-        t0 = time.time()
-        while True:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.time() - t0 > wait: raise TimeoutError(f'{run} is in use by another process') from None
-                time.sleep(0.5)
-        try: yield
-        finally: fcntl.flock(f, fcntl.LOCK_UN)
+    """An exclusive lock on `run/.lock` (waiting up to `wait` s for another holder to finish)."""
+    return exclusive_lock(run/'.lock', wait, what=str(run))
 
 def _error(e: BaseException) -> dict:
     """What the failure marker records of an exception (papermill's carry the failing cell's error and traceback)."""

@@ -11,7 +11,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from transformers import BertConfig
-from transformers.models.bert.modeling_bert import BertEmbeddings, BertEncoder, BertOnlyMLMHead, BertLMPredictionHead
+from transformers.models.bert.modeling_bert import (BertEmbeddings, BertEncoder, BertOnlyMLMHead,
+                                                    BertLMPredictionHead)
 import numpy as np
 from ..core import Config, FRAME_DIM, EMB_DIM, KitError
 from ..data.datasets import TextLayout
@@ -45,16 +46,20 @@ class ModelConfig(Config):
 
     def bert_config(self) -> BertConfig:
         """The equivalent Hugging Face `BertConfig`."""
-        return BertConfig(vocab_size=self.vocab_size, hidden_size=self.hidden, num_hidden_layers=self.layers,
-                          num_attention_heads=self.heads, intermediate_size=self.intermediate,
+        return BertConfig(vocab_size=self.vocab_size, hidden_size=self.hidden,
+                          num_hidden_layers=self.layers, num_attention_heads=self.heads,
+                          intermediate_size=self.intermediate,
                           hidden_act=self.hidden_act, hidden_dropout_prob=self.dropout,
-                          attention_probs_dropout_prob=self.attn_dropout, max_position_embeddings=self.max_position,
-                          type_vocab_size=self.type_vocab_size, initializer_range=self.initializer_range,
+                          attention_probs_dropout_prob=self.attn_dropout,
+                          max_position_embeddings=self.max_position,
+                          type_vocab_size=self.type_vocab_size,
+                          initializer_range=self.initializer_range,
                           layer_norm_eps=self.layer_norm_eps, pad_token_id=self.pad_token_id,
                           attn_implementation=self.attn_implementation)
 
 MODEL_SIZES = {  # name -> (hidden, layers, heads, intermediate)
-    'micro': dict(hidden=128,  layers=1,  heads=2,  intermediate=512),   # half of tiny's depth: the CPU grid's 'base'
+    # half of tiny's depth: the CPU grid's 'base'
+    'micro': dict(hidden=128,  layers=1,  heads=2,  intermediate=512),
     'tiny':  dict(hidden=128,  layers=2,  heads=2,  intermediate=512),
     'small': dict(hidden=256,  layers=4,  heads=4,  intermediate=1024),
     'base':  dict(hidden=768,  layers=12, heads=12, intermediate=3072),
@@ -63,7 +68,8 @@ MODEL_SIZES = {  # name -> (hidden, layers, heads, intermediate)
 
 def model_config(size: str = 'large', **overrides) -> ModelConfig:
     """A `ModelConfig` for a named size preset, with `overrides` applied on top."""
-    if size not in MODEL_SIZES: raise KitError(f'unknown model size {size!r}; valid: {sorted(MODEL_SIZES)}')
+    if size not in MODEL_SIZES:
+        raise KitError(f'unknown model size {size!r}; valid: {sorted(MODEL_SIZES)}')
     return ModelConfig(**{**MODEL_SIZES[size], **overrides})
 
 # %% ../../nbs/04_model.encoder.ipynb #158f8bed
@@ -77,7 +83,8 @@ class FrameEmbeddings(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, frames):  # frames: (B, F, frame_dim), any float dtype
-        if not torch.is_autocast_enabled(frames.device.type): frames = frames.to(self.proj.weight.dtype)
+        if not torch.is_autocast_enabled(frames.device.type):
+            frames = frames.to(self.proj.weight.dtype)
         x = self.proj(frames)                                              # (B, F, H)
         x = x + self.position_embeddings.weight[:frames.shape[1]]          # (B, F, H)
         return self.dropout(self.LayerNorm(x))
@@ -91,7 +98,8 @@ def attention_bias(mask, dtype, implementation='sdpa'):
     """The 4D mask `BertEncoder` expects: boolean for sdpa, additive (0 / dtype min) for eager."""
     m = mask[:, None, None, :]                                          # (B, 1, 1, S)
     if implementation == 'sdpa': return m
-    return torch.zeros(m.shape, dtype=dtype, device=m.device).masked_fill(~m, torch.finfo(dtype).min)
+    return (torch.zeros(m.shape, dtype=dtype, device=m.device)
+            .masked_fill(~m, torch.finfo(dtype).min))
 
 # %% ../../nbs/04_model.encoder.ipynb #59c681e9
 @dataclass
@@ -109,8 +117,8 @@ class VideoBertOutput:
     @property
     def frame_hidden(self): return self.hidden[:, self.frame_slice]              # (B, F, H)
     @property
-    def text_hidden(self):                                                       # (B, L, H) aligned with input_ids
-        return TextLayout.split(self.hidden, self.num_frames)[0]
+    def text_hidden(self):
+        return TextLayout.split(self.hidden, self.num_frames)[0]  # (B, L, H) aligned with input_ids
 
 def masked_mean(x, mask):
     """Mean of `x` (B, S, H) over positions where `mask` (B, S) is True."""
@@ -120,7 +128,8 @@ def masked_mean(x, mask):
 # %% ../../nbs/04_model.encoder.ipynb #12b9577c
 class VideoBert(nn.Module):
     """Single-stream BERT over `[CLS] frames [SEP] title [SEP]` with a pooled 256-d L2-normalised embedding."""
-    bert_prefixes = ('text_embeddings.', 'encoder.', 'mlm_head.')  # parameters a BERT checkpoint provides
+    # parameters a BERT checkpoint provides
+    bert_prefixes = ('text_embeddings.', 'encoder.', 'mlm_head.')
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -176,13 +185,13 @@ class VideoBert(nn.Module):
         return bert_param_groups(self, lr_bert, lr_new, weight_decay)
 
 # %% ../../nbs/04_model.encoder.ipynb #38bb06c2
-def fake_batch(B=13, F=8, L=12, vocab_size=300, num_tags=20, cls_id=101, sep_id=102, pad_id=0, first_word=104,
-               frame_dim=FRAME_DIM, seed=0):
+def fake_batch(B=13, F=8, L=12, vocab_size=300, num_tags=20, cls_id=101, sep_id=102, pad_id=0,
+               first_word=104, frame_dim=FRAME_DIM, seed=0):
     """A random video batch following the batch contract (variable frame counts and title lengths)."""
     g = torch.Generator().manual_seed(seed)
     n_f = torch.randint(1, F + 1, (B,), generator=g)                              # frames per video
     lay = TextLayout()
-    n_t = torch.randint(0, L - lay.specials + 1, (B,), generator=g)              # title tokens per video
+    n_t = torch.randint(0, L - lay.specials + 1, (B,), generator=g)              # tokens per title
     frame_mask = torch.arange(F)[None] < n_f[:, None]                             # (B, F)
     frames = (torch.randn(B, F, frame_dim, generator=g) * frame_mask[..., None]).half()
     words = torch.randint(first_word, vocab_size, (B, L), generator=g).numpy()   # ordinary words
@@ -216,8 +225,8 @@ def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
 def flops_per_sample(cfg: ModelConfig, seq_len: int, training: bool = True) -> float:
     """Estimated FLOPs for one sequence of `seq_len` positions (fwd+bwd when `training`)."""
     H, Lr = cfg.hidden, cfg.layers
-    per_layer = 4 * H * H + 2 * H * cfg.intermediate                 # attention projections + feed-forward
-    n = Lr * per_layer + cfg.frame_dim * H + H * cfg.emb_dim          # non-embedding matmul parameters
+    per_layer = 4 * H * H + 2 * H * cfg.intermediate          # attention projections + feed-forward
+    n = Lr * per_layer + cfg.frame_dim * H + H * cfg.emb_dim  # non-embedding matmul parameters
     fwd = 2 * n * seq_len + 4 * Lr * H * seq_len ** 2
     return float(3 * fwd if training else fwd)
 
@@ -248,16 +257,19 @@ def read_bert_state_dict(path) -> dict:
     path = Path(path)
     if (path/'model.safetensors').exists(): return load_file(path/'model.safetensors')
     if (path/'model.safetensors.index.json').exists():
-        shards = sorted(set(json.loads((path/'model.safetensors.index.json').read_text())['weight_map'].values()))
+        shards = sorted(set(
+            json.loads((path/'model.safetensors.index.json').read_text())['weight_map'].values()))
         return {k: v for s in shards for k, v in load_file(path/s).items()}
     if (path/'pytorch_model.bin').exists():
         return torch.load(path/'pytorch_model.bin', map_location='cpu', weights_only=True)
-    raise FileNotFoundError(f'{path}: no model.safetensors, model.safetensors.index.json or pytorch_model.bin')
+    raise FileNotFoundError(f'{path}: no model.safetensors, model.safetensors.index.json '
+                            'or pytorch_model.bin')
 
 def config_from_bert(bc: BertConfig, **overrides) -> ModelConfig:
     """A `ModelConfig` in the shape of a Hugging Face `BertConfig`."""
     d = dict(vocab_size=bc.vocab_size, hidden=bc.hidden_size, layers=bc.num_hidden_layers,
-             heads=bc.num_attention_heads, intermediate=bc.intermediate_size, max_position=bc.max_position_embeddings,
+             heads=bc.num_attention_heads, intermediate=bc.intermediate_size,
+             max_position=bc.max_position_embeddings,
              type_vocab_size=bc.type_vocab_size, dropout=bc.hidden_dropout_prob,
              attn_dropout=bc.attention_probs_dropout_prob, layer_norm_eps=bc.layer_norm_eps,
              pad_token_id=bc.pad_token_id if bc.pad_token_id is not None else 0,
@@ -269,7 +281,8 @@ def _from_bert(cls, path, verbose: bool = True, **overrides):
     """Build a `VideoBert` in a local BERT checkpoint's shape and load its weights; returns (model, LoadReport)."""
     path = Path(path)
     if not path.is_dir(): raise FileNotFoundError(f'{path}: BERT checkpoint directory not found')
-    if not (path/'config.json').exists(): raise FileNotFoundError(f'{path}: no config.json in BERT checkpoint')
+    if not (path/'config.json').exists():
+        raise FileNotFoundError(f'{path}: no config.json in BERT checkpoint')
     bc = BertConfig.from_pretrained(str(path), local_files_only=True)
     model = cls(config_from_bert(bc, **overrides))
     sd = read_bert_state_dict(path)
@@ -285,7 +298,8 @@ def _from_bert(cls, path, verbose: bool = True, **overrides):
     names = [n for n, _ in model.named_parameters()]
     params = dict(model.named_parameters())
     report = LoadReport(loaded=[n for n in names if id(params[n]) in loaded_ids],
-                        new=[n for n in names if id(params[n]) not in loaded_ids], unused=sorted(unused))
+                        new=[n for n in names if id(params[n]) not in loaded_ids],
+                        unused=sorted(unused))
     if verbose: print(report)
     return model, report
 

@@ -20,25 +20,28 @@ __all__ = ['TASKS', 'ORIGINAL_TAGS', 'TASK_WEIGHTS', 'WEIGHT_RULES', 'mask_token
            'loss_weights', 'parse_tasks', 'build_tasks', 'weights_note', 'PretrainModel']
 
 # %% ../../nbs/05_model.tasks.ipynb #a78d0a1d
-def mask_tokens(input_ids, text_mask, special_ids, vocab_size: int, mask_id: int, prob: float = 0.15,
-                max_per_row: int = 0):
+def mask_tokens(input_ids, text_mask, special_ids, vocab_size: int, mask_id: int,
+                prob: float = 0.15, max_per_row: int = 0):
     """BERT masking of real non-special tokens (at most `max_per_row` per row, 0 = no cap): returns
     (masked_ids, labels with -100 where not chosen)."""
     special = torch.isin(input_ids, torch.as_tensor(list(special_ids), device=input_ids.device))
-    chosen = (torch.rand(input_ids.shape, device=input_ids.device) < prob) & text_mask.bool() & ~special  # (B, L)
-    if max_per_row: chosen &= chosen.cumsum(1) <= max_per_row                                     # the first ones
-    labels = torch.where(chosen, input_ids, -100)                                                # (B, L)
+    chosen = ((torch.rand(input_ids.shape, device=input_ids.device) < prob)
+              & text_mask.bool() & ~special)                           # (B, L)
+    if max_per_row: chosen &= chosen.cumsum(1) <= max_per_row          # the first ones
+    labels = torch.where(chosen, input_ids, -100)                      # (B, L)
     r = torch.rand(input_ids.shape, device=input_ids.device)
     rand_ids = torch.randint(vocab_size, input_ids.shape, device=input_ids.device)
-    ids = torch.where(chosen & (r < 0.8), mask_id, input_ids)                                    # 80% [MASK]
-    ids = torch.where(chosen & (r >= 0.8) & (r < 0.9), rand_ids, ids)                            # 10% random
+    ids = torch.where(chosen & (r < 0.8), mask_id, input_ids)          # 80% [MASK]
+    ids = torch.where(chosen & (r >= 0.8) & (r < 0.9), rand_ids, ids)  # 10% random
     return ids, labels
 
 def mask_frames(frames, frame_mask, prob: float = 0.15, max_masked: int = 0):
     """Zero `prob` of the valid frames (at most `max_masked` in the batch, 0 = no cap): returns
     (masked_frames, masked_positions (B, F) bool)."""
-    chosen = (torch.rand(frame_mask.shape, device=frames.device) < prob) & frame_mask.bool()      # (B, F)
-    if max_masked: chosen &= chosen.flatten().cumsum(0).view(chosen.shape) <= max_masked        # the first ones
+    chosen = ((torch.rand(frame_mask.shape, device=frames.device) < prob)
+              & frame_mask.bool())                                               # (B, F)
+    if max_masked:
+        chosen &= chosen.flatten().cumsum(0).view(chosen.shape) <= max_masked    # the first ones
     return frames.masked_fill(chosen[..., None], 0), chosen
 
 @lru_cache
@@ -54,43 +57,45 @@ class VTC(nn.Module):
         self.fc = nn.Linear(hidden, num_tags)
 
     def forward(self, out: VideoBertOutput, tags, has_tags):
-        logits = self.fc(F.relu(out.cls))                                                     # (B, T)
-        bce = F.binary_cross_entropy_with_logits(logits, tags.to(logits.dtype), reduction='none').mean(-1)  # (B,)
+        logits = self.fc(F.relu(out.cls))                                    # (B, T)
+        bce = F.binary_cross_entropy_with_logits(logits, tags.to(logits.dtype),
+                                                 reduction='none').mean(-1)  # (B,)
         w = has_tags.to(bce.dtype)
         return (bce * w).sum() / w.sum().clamp(min=1)
 
 # %% ../../nbs/05_model.tasks.ipynb #6fe1bb2e
 def mlm_positions(labels, k: int):
     """The `(B, k)` positions of each row's first `k` masked tokens (masked first, in order) and their labels."""
-    pos = torch.sort((labels == -100).to(torch.uint8), dim=1, stable=True).indices[:, :k]       # (B, k)
-    return pos, labels.gather(1, pos)                                                         # (B, k), (B, k)
+    pos = torch.sort((labels == -100).to(torch.uint8), dim=1, stable=True).indices[:, :k]  # (B, k)
+    return pos, labels.gather(1, pos)  # (B, k), (B, k)
 
 class MLM(nn.Module):
     """Masked language modelling through the model's tied MLM head, projected at `k` positions per row (all if None)."""
     def forward(self, out: VideoBertOutput, labels, mlm_head: nn.Module, k: int | None = None):
-        h = out.text_hidden                                                                   # (B, L, H)
-        pos, labels = mlm_positions(labels, labels.shape[1] if k is None else k)              # (B, k)
-        h = h.gather(1, pos[..., None].expand(-1, -1, h.shape[-1]))                           # (B, k, H)
-        logits = mlm_head(h)                                                                  # (B, k, V)
-        ce = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction='sum')
+        h = out.text_hidden                                                       # (B, L, H)
+        pos, labels = mlm_positions(labels, labels.shape[1] if k is None else k)  # (B, k)
+        h = h.gather(1, pos[..., None].expand(-1, -1, h.shape[-1]))               # (B, k, H)
+        logits = mlm_head(h)                                                      # (B, k, V)
+        ce = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100,
+                             reduction='sum')
         return ce / (labels != -100).sum().clamp(min=1)
 
 # %% ../../nbs/05_model.tasks.ipynb #43e1223a
 def mfm_positions(masked, k: int):
     """The flat positions `(k,)` of the batch's first `k` masked frames (masked first, in order) and whether each is
     masked (the rest fill)."""
-    flat = masked.flatten()                                                                   # (B·F,)
-    pos = torch.sort((~flat).to(torch.uint8), stable=True).indices[:k]                       # (k,)
+    flat = masked.flatten()                                                       # (B·F,)
+    pos = torch.sort((~flat).to(torch.uint8), stable=True).indices[:k]            # (k,)
     return pos, flat[pos]
 
 def mfm_loss(pred, frames, frame_mask, pos, counted):
     """NCE: each prediction (K, D) for the flat frame position `pos` (K,) must score its own frame highest among the
     batch's valid frames; averaged over the rows `counted` (K,) marks."""
     B, F_, D = frames.shape
-    cand = frames.reshape(B * F_, D).to(pred.dtype)                                           # (N, D)
-    scores = (pred @ cand.T).float()                                                          # (K, N)
+    cand = frames.reshape(B * F_, D).to(pred.dtype)                               # (N, D)
+    scores = (pred @ cand.T).float()                                              # (K, N)
     scores = scores.masked_fill(~frame_mask.reshape(1, -1).bool(), torch.finfo(scores.dtype).min)
-    ce = F.cross_entropy(scores, pos, reduction='none')                                       # (K,)
+    ce = F.cross_entropy(scores, pos, reduction='none')                           # (K,)
     w = counted.to(ce.dtype)
     return (ce * w).sum() / w.sum().clamp(min=1)
 
@@ -99,13 +104,13 @@ class MFM(nn.Module):
     (all if None), scored by `mfm_loss`."""
     def __init__(self, hidden: int, frame_dim: int = 1536, eps: float = 1e-12):
         super().__init__()
-        self.head = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.LayerNorm(hidden, eps=eps),
-                                  nn.Linear(hidden, frame_dim))
+        self.head = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(),
+                                  nn.LayerNorm(hidden, eps=eps), nn.Linear(hidden, frame_dim))
 
     def forward(self, out: VideoBertOutput, frames, frame_mask, masked, k: int | None = None):
-        pos, counted = mfm_positions(masked, masked.numel() if k is None else k)              # (k,)
-        h = out.frame_hidden.flatten(0, 1)[pos]                                               # (k, H)
-        return mfm_loss(self.head(h), frames, frame_mask, pos, counted)                       # head: (k, D)
+        pos, counted = mfm_positions(masked, masked.numel() if k is None else k)  # (k,)
+        h = out.frame_hidden.flatten(0, 1)[pos]                                   # (k, H)
+        return mfm_loss(self.head(h), frames, frame_mask, pos, counted)           # head: (k, D)
 
 # %% ../../nbs/05_model.tasks.ipynb #3e583daa
 def derangement(n: int, device=None):
@@ -124,16 +129,17 @@ class ITM(nn.Module):
     def forward(self, model: VideoBert, batch):
         B, dev = batch['frames'].shape[0], batch['frames'].device
         idx = torch.arange(B, device=dev)
-        swap = (torch.rand(B, device=dev) < self.prob) & (B > 1)                               # (B,)
+        swap = (torch.rand(B, device=dev) < self.prob) & (B > 1)  # (B,)
         src = torch.where(swap, derangement(B, dev), idx)
-        out = model({**batch, 'frames': batch['frames'][src], 'frame_mask': batch['frame_mask'][src]})
+        out = model({**batch, 'frames': batch['frames'][src],
+                     'frame_mask': batch['frame_mask'][src]})
         logit = self.fc(out.cls).squeeze(-1)                                                  # (B,)
         return F.binary_cross_entropy_with_logits(logit.float(), (~swap).float())
 
 # %% ../../nbs/05_model.tasks.ipynb #840d5b48
 def info_nce(a, b, logit_scale):
     """Symmetric in-batch InfoNCE between L2-normalised rows of `a` and `b` (B, E)."""
-    logits = logit_scale * a.float() @ b.float().T                                            # (B, B)
+    logits = logit_scale * a.float() @ b.float().T  # (B, B)
     target = torch.arange(a.shape[0], device=a.device)
     return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
 
@@ -148,31 +154,41 @@ class ITC(nn.Module):
     def forward(self, model: VideoBert, batch):
         tm = batch['text_mask']
         pos = torch.arange(tm.shape[1], device=tm.device)
-        video = model({**batch, 'text_mask': tm & (pos < TextLayout.HEAD)}).embedding         # [CLS] frames [SEP]
+        # [CLS] frames [SEP]
+        video = model({**batch, 'text_mask': tm & (pos < TextLayout.HEAD)}).embedding
         no_frames = torch.zeros_like(batch['frame_mask'])
-        text = model({**batch, 'frame_mask': no_frames}).embedding                            # [CLS] [SEP] title [SEP]
+        # [CLS] [SEP] title [SEP]
+        text = model({**batch, 'frame_mask': no_frames}).embedding
         return info_nce(video, text, self.log_scale.clamp(max=math.log(100)).exp())
 
 # %% ../../nbs/05_model.tasks.ipynb #f2e1937a
 TASKS = ('vtc', 'mlm', 'mfm', 'itm', 'itc')
-ORIGINAL_TAGS = 10_000        # the original's tag list (`tag_list.txt`): its VTC weight is for a mean over this many
-TASK_WEIGHTS = {              # the original's weight of each loss, and what that loss is averaged over
-    'vtc': 1250 / 3,          # BCE averaged over videos and ORIGINAL_TAGS tags: 1/24 per tag (see `loss_weights`)
-    'mlm': 1 / 3.75,          # cross-entropy averaged over masked tokens
-    'mfm': 1 / 9,             # NCE averaged over masked frames, each against the batch's valid frames (B × F)
-    'itm': 1.0,               # BCE averaged over videos (not in the original)
-    'itc': 1.0,               # InfoNCE averaged over both directions of the batch's B × B matrix (not in the original)
+# the original's tag list (`tag_list.txt`): its VTC weight is for a mean over this many
+ORIGINAL_TAGS = 10_000
+TASK_WEIGHTS = {      # the original's weight of each loss, and what that loss is averaged over
+    'vtc': 1250 / 3,  # BCE averaged over videos and ORIGINAL_TAGS tags: 1/24 per tag
+                      # (see `loss_weights`)
+    'mlm': 1 / 3.75,  # cross-entropy averaged over masked tokens
+    'mfm': 1 / 9,     # NCE averaged over masked frames,
+                      # each against the batch's valid frames (B × F)
+    'itm': 1.0,       # BCE averaged over videos (not in the original)
+    'itc': 1.0,       # InfoNCE averaged over both directions of the batch's B × B matrix
+                      # (not in the original)
 }
 WEIGHT_RULES = ('per_tag', 'per_list')
 
 def loss_weights(tasks, num_tags: int, weights: dict | None = None, rule: str = 'per_tag') -> dict:
     """Each selected task's weight: the original's, VTC's per listed tag (`per_tag`) or per list (`per_list`);
     `weights` override as given."""
-    if rule not in WEIGHT_RULES: raise KitError(f'weight_rule must be one of {WEIGHT_RULES} (got {rule!r})')
+    if rule not in WEIGHT_RULES:
+        raise KitError(f'weight_rule must be one of {WEIGHT_RULES} (got {rule!r})')
     unknown = set(weights or {}) - set(TASKS)
-    if unknown: raise KitError(f'weights for unknown task(s) {sorted(unknown)}; valid names: {list(TASKS)}')
+    if unknown:
+        raise KitError(f'weights for unknown task(s) {sorted(unknown)}; '
+                       f'valid names: {list(TASKS)}')
     w = dict(TASK_WEIGHTS)
-    if rule == 'per_tag': w['vtc'] *= num_tags / ORIGINAL_TAGS               # = num_tags / 24 on the mean over them
+    if rule == 'per_tag':
+        w['vtc'] *= num_tags / ORIGINAL_TAGS   # = num_tags / 24 on the mean over them
     return {t: float({**w, **(weights or {})}[t]) for t in parse_tasks(tasks)}
 
 def parse_tasks(names) -> tuple:
@@ -194,17 +210,22 @@ def build_tasks(names, hidden: int, num_tags: int = 10000, frame_dim: int = 1536
 def weights_note(config: dict) -> str:
     """A warning for a pretraining run's saved `config` if a rule older than `weight_rule` built its VTC weight."""
     tasks = config.get('tasks')
-    if not tasks or 'weight_rule' in config or 'vtc' not in parse_tasks(tasks) or 'vtc' in (config.get('weights') or {}):
+    if (not tasks or 'weight_rule' in config or 'vtc' not in parse_tasks(tasks)
+            or 'vtc' in (config.get('weights') or {})):
         return ''
-    return ("pretrained before VTC's weight was per tag: its VTC loss weighed 1250/3 on the mean over its own tag list "
-            "(weight_rule='per_list'), 10,000/T times the original's weight per tag for T listed tags")
+    return ("pretrained before VTC's weight was per tag: its VTC loss weighed 1250/3 on the mean "
+            "over its own tag list (weight_rule='per_list'), 10,000/T times the original's weight "
+            "per tag for T listed tags")
 
 # %% ../../nbs/05_model.tasks.ipynb #b5e822c9
 class PretrainModel(nn.Module):
     """A `VideoBert` plus the selected pretraining tasks; `forward(batch)` returns the weighted loss and each task's."""
-    def __init__(self, model: VideoBert, tasks=('vtc', 'mlm', 'mfm'), num_tags: int = 10000, weights: dict = None,
-                 weight_rule: str = 'per_tag',      # how VTC's weight follows the tag list (see `loss_weights`)
-                 special_ids=(0, 100, 101, 102, 103),  # [PAD] [UNK] [CLS] [SEP] [MASK]: never masked
+    def __init__(self, model: VideoBert, tasks=('vtc', 'mlm', 'mfm'), num_tags: int = 10000,
+                 weights: dict = None,
+                 # how VTC's weight follows the tag list (see `loss_weights`)
+                 weight_rule: str = 'per_tag',
+                 # [PAD] [UNK] [CLS] [SEP] [MASK]: never masked
+                 special_ids=(0, 100, 101, 102, 103),
                  mask_id: int = 103, mlm_prob: float = 0.15, mfm_prob: float = 0.15,
                  itc_temperature: float = 0.07, itc_learnable: bool = True):
         super().__init__()
@@ -222,15 +243,18 @@ class PretrainModel(nn.Module):
             inp = dict(batch)
             if 'mlm' in t:
                 k = mask_cap(batch['input_ids'].shape[1], self.mlm_prob)
-                inp['input_ids'], labels = mask_tokens(batch['input_ids'], batch['text_mask'], self.special_ids,
-                                                       self.model.cfg.vocab_size, self.mask_id, self.mlm_prob, k)
+                inp['input_ids'], labels = mask_tokens(batch['input_ids'], batch['text_mask'],
+                                                       self.special_ids, self.model.cfg.vocab_size,
+                                                       self.mask_id, self.mlm_prob, k)
             if 'mfm' in t:
                 kf = mask_cap(batch['frame_mask'].numel(), self.mfm_prob)
-                inp['frames'], masked = mask_frames(batch['frames'], batch['frame_mask'], self.mfm_prob, kf)
+                inp['frames'], masked = mask_frames(batch['frames'], batch['frame_mask'],
+                                                    self.mfm_prob, kf)
             out = self.model(inp)
             if 'vtc' in t: losses['vtc'] = t['vtc'](out, batch['tags'], batch['has_tags'])
             if 'mlm' in t: losses['mlm'] = t['mlm'](out, labels, self.model.mlm_head, k)
-            if 'mfm' in t: losses['mfm'] = t['mfm'](out, batch['frames'], batch['frame_mask'], masked, kf)
+            if 'mfm' in t:
+                losses['mfm'] = t['mfm'](out, batch['frames'], batch['frame_mask'], masked, kf)
         if 'itm' in t: losses['itm'] = t['itm'](self.model, batch)
         if 'itc' in t: losses['itc'] = t['itc'](self.model, batch)
         loss = sum(self.weights[k] * v for k, v in losses.items())

@@ -18,8 +18,8 @@ from ..data.datasets import PairDataset, collate_batch
 from ..model.encoder import VideoBert, bert_param_groups, count_parameters
 from ..training.core import read_metrics
 from ..training.loop import train
-from ..training.stage import (ENCODER_INPUTS, Inputs, StageConfig, build_encoder, embed_rows, load_run, pair_cosines,
-                          pair_metrics, rank_target, start_stage)
+from ..training.stage import (ENCODER_INPUTS, Inputs, StageConfig, build_encoder, embed_rows,
+                                   load_run, pair_cosines, pair_metrics, rank_target, start_stage)
 
 # %% auto #0
 __all__ = ['SPLIT_METHODS', 'mod5_mask', 'video_folds', 'split_pairs', 'valid_pairs', 'PairModel', 'FinetuneConfig', 'finetune']
@@ -33,42 +33,48 @@ def mod5_mask(pairs: pd.DataFrame) -> np.ndarray:
     for col in ('id1', 'id2'):
         ids = pairs[col].astype(str)
         bad = ~ids.str.fullmatch(r'-?\d+')
-        if bad.any(): raise KitError(f"split 'mod5' needs integer ids; {col} {ids[bad].iloc[0]!r} is not one "
-                                       f"(use split='kfold' or 'kfold-strict')")
-        out &= ids.str[-1].isin(['0', '5']).to_numpy()      # divisibility by 5 is decided by the last digit
+        if bad.any():
+            raise KitError(f"split 'mod5' needs integer ids; {col} {ids[bad].iloc[0]!r} is not one "
+                           f"(use split='kfold' or 'kfold-strict')")
+        # divisibility by 5 is decided by the last digit
+        out &= ids.str[-1].isin(['0', '5']).to_numpy()
     return out
 
 def _video_index(pairs):
     """Each pair's two videos as integers `0..V-1`, and V."""
-    ids, inv = np.unique(np.concatenate([pairs.id1.astype(str), pairs.id2.astype(str)]), return_inverse=True)
+    ids, inv = np.unique(np.concatenate([pairs.id1.astype(str), pairs.id2.astype(str)]),
+                         return_inverse=True)
     return inv[:len(pairs)], inv[len(pairs):], len(ids)
 
 def _videos(a, b, idx): return set(a[idx].tolist()) | set(b[idx].tolist())
 
-def video_folds(a, b, n_videos: int, folds: int, seed: int = 0, slack: float = 0.05, passes: int = 8) -> np.ndarray:
+def video_folds(a, b, n_videos: int, folds: int, seed: int = 0, slack: float = 0.05,
+                passes: int = 8) -> np.ndarray:
     """A fold for each video such that few pairs `(a[i], b[i])` cross folds and folds hold similar pair counts."""
     P = len(a)
     g = csr_matrix((np.ones(P), (a, b)), shape=(n_videos, n_videos))
-    g = (g + g.T).tocsr()                                   # symmetric; weight = pairs between two videos
-    deg = np.asarray(g.sum(1)).ravel() / 2                  # a video's share of its pairs' load
+    g = (g + g.T).tocsr()                        # symmetric; weight = pairs between two videos
+    deg = np.asarray(g.sum(1)).ravel() / 2       # a video's share of its pairs' load
     n_comp, comp = connected_components(g, directed=False)
     rng = np.random.default_rng(seed)
-    members = np.split(np.argsort(comp, kind='stable'), np.cumsum(np.bincount(comp, minlength=n_comp))[:-1])
-    order = np.concatenate([breadth_first_order(g, int(rng.choice(members[c])), directed=False,
-                                                return_predecessors=False)
-                            for c in rng.permutation(n_comp)]) if n_videos else np.zeros(0, np.int64)
+    members = np.split(np.argsort(comp, kind='stable'),
+                       np.cumsum(np.bincount(comp, minlength=n_comp))[:-1])
+    order = (np.concatenate([breadth_first_order(g, int(rng.choice(members[c])), directed=False,
+                                                 return_predecessors=False)
+                             for c in rng.permutation(n_comp)])
+             if n_videos else np.zeros(0, np.int64))
     cap, fold, load = P / folds * (1 + slack), np.full(n_videos, -1), np.zeros(folds)
     ip, ix, w = g.indptr, g.indices, g.data
-    def partners(v):                                        # pairs of v per fold, (folds,)
+    def partners(v):                             # pairs of v per fold, (folds,)
         f, ww = fold[ix[ip[v]:ip[v + 1]]], w[ip[v]:ip[v + 1]]
         return np.bincount(f[f >= 0], ww[f >= 0], minlength=folds)
-    for v in order:                                         # linear deterministic greedy
+    for v in order:                              # linear deterministic greedy
         score = partners(v) * (1 - load / cap) + 1e-9 * (cap - load)   # ties: the emptiest fold
         score[load + deg[v] > cap] = -np.inf
         f = int(np.argmax(score)) if np.isfinite(score).any() else int(np.argmin(load))
         fold[v] = f
         load[f] += deg[v]
-    for _ in range(passes):                                 # refinement: follow the partners where room allows
+    for _ in range(passes):                      # refinement: follow the partners where room allows
         moved = 0
         for v in order:
             n, cur = partners(v), fold[v]
@@ -83,9 +89,11 @@ def video_folds(a, b, n_videos: int, folds: int, seed: int = 0, slack: float = 0
     return fold
 
 # %% ../../nbs/09_stages.finetune.ipynb #d1290bf8
-def split_pairs(pairs: pd.DataFrame, method: str = 'mod5', folds: int = 0, fold: int = 0, seed: int = 0):
+def split_pairs(pairs: pd.DataFrame, method: str = 'mod5', folds: int = 0, fold: int = 0,
+                seed: int = 0):
     """`(train_idx, valid_idx, info)`: positions in `pairs` of the training and validation pairs, and a record."""
-    if method not in SPLIT_METHODS: raise KitError(f'split must be one of {SPLIT_METHODS}, got {method!r}')
+    if method not in SPLIT_METHODS:
+        raise KitError(f'split must be one of {SPLIT_METHODS}, got {method!r}')
     P, info = len(pairs), dict(method=method)
     a, b, V = _video_index(pairs)
     dropped = np.zeros(P, bool)
@@ -97,11 +105,14 @@ def split_pairs(pairs: pd.DataFrame, method: str = 'mod5', folds: int = 0, fold:
             dropped = ~valid & (vv[a] | vv[b])
     else:
         if folds < 2 or not 0 <= fold < folds:
-            raise KitError(f'{method} needs folds >= 2 and 0 <= fold < folds, got folds={folds}, fold={fold}')
+            raise KitError(f'{method} needs folds >= 2 and 0 <= fold < folds, '
+                           f'got folds={folds}, fold={fold}')
         info.update(folds=folds, fold=fold, seed=seed)
         if method == 'kfold':
             f = np.empty(P, np.int64)
-            for i, part in enumerate(np.array_split(np.random.default_rng(seed).permutation(P), folds)): f[part] = i
+            for i, part in enumerate(np.array_split(np.random.default_rng(seed).permutation(P),
+                                                    folds)):
+                f[part] = i
         else:
             vf = video_folds(a, b, V, folds, seed)
             f = np.where(vf[a] == vf[b], vf[a], -1)
@@ -110,8 +121,9 @@ def split_pairs(pairs: pd.DataFrame, method: str = 'mod5', folds: int = 0, fold:
         valid = f == fold
     train = ~valid & ~dropped
     tr, va = np.flatnonzero(train), np.flatnonzero(valid)
-    info.update(pairs=P, train=len(tr), valid=len(va), dropped=int(dropped.sum()), train_videos=len(_videos(a, b, tr)),
-                valid_videos=len(_videos(a, b, va)), shared_videos=len(_videos(a, b, tr) & _videos(a, b, va)))
+    info.update(pairs=P, train=len(tr), valid=len(va), dropped=int(dropped.sum()),
+                train_videos=len(_videos(a, b, tr)), valid_videos=len(_videos(a, b, va)),
+                shared_videos=len(_videos(a, b, tr) & _videos(a, b, va)))
     return tr, va, info
 
 # %% ../../nbs/09_stages.finetune.ipynb #068157a1
@@ -156,12 +168,14 @@ class FinetuneConfig(StageConfig):
     split: str = 'mod5'              # mod5 | strict | kfold | kfold-strict (see split_pairs)
     folds: int = 5                   # k of the k-fold splits
     fold: int = 0                    # the validation fold of the k-fold splits
-    target: str = 'rank'             # 'rank': rank-normalised label (the original) | 'raw': the label itself
+    target: str = 'rank'             # 'rank': rank-normalised label (the original) |
+                                     # 'raw': the label itself
     epochs: int = 10                 # the original's
     lr_bert: float = 1e-5            # the original's, for weights that come from BERT
                                      # (or have BERT's names, from scratch)
     lr_new: float = 5e-5             # frame embeddings and the projection
-    best_metric: str = 'spearman'    # the validation metric whose best weights are kept: spearman | mse
+    best_metric: str = 'spearman'    # the validation metric whose best weights are kept:
+                                     # spearman | mse
     eval_batch_size: int = 256       # videos per batch when embedding the validation videos
 
     def validate(self):
@@ -169,21 +183,25 @@ class FinetuneConfig(StageConfig):
         super().validate()
         if self.split not in SPLIT_METHODS:
             raise KitError(f'split must be one of {SPLIT_METHODS} (got {self.split!r})')
-        if self.target not in ('rank', 'raw'): raise KitError(f"target must be 'rank' or 'raw' (got {self.target!r})")
+        if self.target not in ('rank', 'raw'):
+            raise KitError(f"target must be 'rank' or 'raw' (got {self.target!r})")
         if self.split.startswith('kfold') and not (self.folds >= 2 and 0 <= self.fold < self.folds):
             raise KitError(f'{self.split} needs folds >= 2 and 0 <= fold < folds '
                              f'(got folds={self.folds}, fold={self.fold})')
         if (self.best_metric, self.greater_is_better) not in (('spearman', True), ('mse', False)):
-            raise KitError(f'best_metric must be spearman (greater_is_better) or mse (not greater_is_better), '
-                             f'got {self.best_metric!r} with greater_is_better={self.greater_is_better}')
-        if self.eval_batch_size < 1: raise KitError(f'eval_batch_size must be >= 1 (got {self.eval_batch_size})')
+            raise KitError(f'best_metric must be spearman (greater_is_better) '
+                             f'or mse (not greater_is_better), got {self.best_metric!r} '
+                             f'with greater_is_better={self.greater_is_better}')
+        if self.eval_batch_size < 1:
+            raise KitError(f'eval_batch_size must be >= 1 (got {self.eval_batch_size})')
 
     def start(self) -> str:
         """Where the encoder starts: 'run:<dir>', 'bert:<dir>' or 'scratch:<size>'."""
         given = [(k, v) for k, v in (('run', self.pretrained), ('bert', self.bert_path),
                                      ('scratch', self.model_size)) if v]
         if len(given) != 1:
-            raise KitError(f'give exactly one of pretrained (a pretraining run), bert_path (a BERT checkpoint) or '
+            raise KitError(f'give exactly one of pretrained (a pretraining run), '
+                             f'bert_path (a BERT checkpoint) or '
                              f"model_size (from scratch); got {dict(given) or 'none'}")
         return '{}:{}'.format(*given[0])
 
@@ -191,7 +209,8 @@ class FinetuneConfig(StageConfig):
         """The config with its defaults filled in (store, tokenizer and run paths), checked."""
         kind, where = self.start().split(':', 1)
         tag = {'run': Path(where).name, 'bert': f'bert-{Path(where).name}', 'scratch': where}[kind]
-        split = self.split if self.split in ('mod5', 'strict') else f'{self.split}{self.folds}f{self.fold}'
+        split = (self.split if self.split in ('mod5', 'strict')
+                 else f'{self.split}{self.folds}f{self.fold}')
         return self.with_paths(f'finetune-{tag}-{split}-s{self.seed}')
 
 # %% ../../nbs/09_stages.finetune.ipynb #1886847c
@@ -208,7 +227,7 @@ def _split(store, cfg: FinetuneConfig, run: Path) -> tuple[pd.DataFrame, pd.Data
 
 def _validator(store, va: pd.DataFrame, inputs: Inputs, batch_size: int):
     """`eval_fn(pair_model) -> metrics` and `embeddings(encoder) -> (e1, e2)` of the validation pairs."""
-    rows = np.unique(np.r_[va.row1, va.row2])                    # each validation video embedded once
+    rows = np.unique(np.r_[va.row1, va.row2])   # each validation video embedded once
     p1, p2 = np.searchsorted(rows, va.row1), np.searchsorted(rows, va.row2)
     def embeddings(encoder, progress=False):
         e = embed_rows(encoder, store, rows, inputs, batch_size, progress=progress)   # (V, 256)
@@ -221,8 +240,9 @@ def _predictions(run: Path, va: pd.DataFrame, embeddings, device, progress) -> p
     """`valid_predictions.csv`: the validation pairs' labels, targets and cosines under the best weights."""
     best, _ = load_run(run, 'best')
     cos = pair_cosines(*embeddings(best.to(device), progress))
-    out = pd.DataFrame(dict(id1=va.id1.to_numpy(), id2=va.id2.to_numpy(), label=va.similarity.to_numpy(),
-                            target=va.target.to_numpy(), cosine=cos))
+    out = pd.DataFrame(dict(id1=va.id1.to_numpy(), id2=va.id2.to_numpy(),
+                            label=va.similarity.to_numpy(), target=va.target.to_numpy(),
+                            cosine=cos))
     out.to_csv(run/RunFiles.VALID_PREDICTIONS, index=False)
     return out
 
@@ -234,13 +254,15 @@ def finetune(cfg: FinetuneConfig, progress=True, stop_after=None, callbacks=()) 
     model = build_encoder(cfg.start(), store.vocab_size, cfg.max_frames)
     model.cfg.save(run/RunFiles.MODEL_CONFIG)
     eval_fn, embeddings = _validator(store, va, Inputs.of(cfg, store), cfg.eval_batch_size)
-    summary = train(PairModel(model), ds, cfg.train_config(), run, collate_fn=collate_batch, eval_fn=eval_fn,
-                    stop_after=stop_after, callbacks=callbacks)
+    summary = train(PairModel(model), ds, cfg.train_config(), run, collate_fn=collate_batch,
+                    eval_fn=eval_fn, stop_after=stop_after, callbacks=callbacks)
     log, ev = [r for r in read_metrics(run) if 'loss' in r], summary.get('eval') or {}
-    at_best = next((r for r in read_metrics(run) if r['step'] == summary['best_step'] and 'eval_mse' in r), {})
+    at_best = next((r for r in read_metrics(run)
+                    if r['step'] == summary['best_step'] and 'eval_mse' in r), {})
     out = dict(start=cfg.start(), split=cfg.split, train_pairs=len(tr), valid_pairs=len(va),
-               dropped_pairs=load_json(run/RunFiles.SPLIT)['dropped'], best_spearman=summary['best'],
-               best_mse=at_best.get('eval_mse'), best_step=summary['best_step'], final_spearman=ev.get('spearman'),
+               dropped_pairs=load_json(run/RunFiles.SPLIT)['dropped'],
+               best_spearman=summary['best'], best_mse=at_best.get('eval_mse'),
+               best_step=summary['best_step'], final_spearman=ev.get('spearman'),
                final_mse=ev.get('mse'), first_loss=log[0]['loss'] if log else None,
                last_loss=log[-1]['loss'] if log else None, parameters=count_parameters(model))
     out |= {k: v for k, v in summary.items() if k not in out}

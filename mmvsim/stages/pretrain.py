@@ -22,10 +22,13 @@ class PretrainConfig(StageConfig):
     """The pretraining stage: `StageConfig` plus the tasks and their loss weights."""
     epochs: int = 4                  # passes over the pretraining videos (the original: 40)
     tasks: str = 'vtc,mlm,mfm'       # any of vtc, mlm, mfm, itm, itc
-    weights: dict = field(default_factory=dict)  # loss weights overriding the original's, e.g. {'mfm': 0.2}
-    weight_rule: str = 'per_tag'     # VTC's 1250/3 is per 10,000 tags: 'per_tag' keeps each tag's weight (1/24) at
-                                     # any list size; 'per_list' puts 1250/3 on any list (how earlier runs weighed)
-    include_test: bool = False       # test videos join pretraining (no tags: MLM/MFM only), as one original model did
+    weights: dict = field(default_factory=dict)  # loss weights overriding the original's,
+                                                 # e.g. {'mfm': 0.2}
+    weight_rule: str = 'per_tag'     # VTC's 1250/3 is per 10,000 tags: 'per_tag' keeps each tag's
+                                     # weight (1/24) at any list size; 'per_list' puts 1250/3 on any
+                                     # list (how earlier runs weighed)
+    include_test: bool = False       # test videos join pretraining (no tags: MLM/MFM only),
+                                     # as one original model did
 
     def validate(self):
         """`StageConfig`'s checks, the task names, the weights, and no best-keeping (pretraining has no validation)."""
@@ -50,9 +53,10 @@ def pretrain(cfg: PretrainConfig, progress=True, stop_after=None, callbacks=()) 
     model = build_encoder(cfg.start(), store.vocab_size, cfg.max_frames)
     model.cfg.save(run/RunFiles.MODEL_CONFIG)
     pm = PretrainModel(model, parse_tasks(cfg.tasks), num_tags=store.num_tags, weights=cfg.weights,
-                       weight_rule=cfg.weight_rule, special_ids=store.special_token_ids, mask_id=store.mask_id)
-    summary = train(pm, ds, cfg.train_config(), run, collate_fn=collate_batch, stop_after=stop_after,
-                    callbacks=callbacks)
+                       weight_rule=cfg.weight_rule, special_ids=store.special_token_ids,
+                       mask_id=store.mask_id)
+    summary = train(pm, ds, cfg.train_config(), run, collate_fn=collate_batch,
+                    stop_after=stop_after, callbacks=callbacks)
     log = [r for r in read_metrics(run) if 'loss' in r]
     names = ['loss', *parse_tasks(cfg.tasks)]
     out = dict(summary, videos=len(ds), splits=splits, tasks=list(parse_tasks(cfg.tasks)),

@@ -27,12 +27,13 @@ class NanGuard(Callback):
 class ProgressBar(Callback):
     """A bar over the optimizer steps (main process only) showing the last logged loss and samples/s."""
     def before_fit(self, r, st):
-        self.bar = progress_bar(total=r.total, initial=st.step, disable=not r.acc.is_main_process, desc='train',
-                                dynamic_ncols=True)
+        self.bar = progress_bar(total=r.total, initial=st.step, disable=not r.acc.is_main_process,
+                                desc='train', dynamic_ncols=True)
 
     def after_step(self, r, st): self.bar.update(1)
     def before_log(self, r, st):
-        self.bar.set_postfix(loss=f"{r.last_rec.get('loss', float('nan')):.4g}", sps=r.last_rec['samples_per_s'])
+        self.bar.set_postfix(loss=f"{r.last_rec.get('loss', float('nan')):.4g}",
+                             sps=r.last_rec['samples_per_s'])
     def after_fit(self, r, st): self.bar.close()
 
 
@@ -46,7 +47,8 @@ class EMA(Callback):
 
     def _average(self, r) -> AveragedModel:
         if self.avg is None:
-            self.avg = AveragedModel(r.raw, multi_avg_fn=get_ema_multi_avg_fn(self.decay), use_buffers=False)
+            self.avg = AveragedModel(r.raw, multi_avg_fn=get_ema_multi_avg_fn(self.decay),
+                                     use_buffers=False)
         return self.avg
 
     def load_files(self, r, folder): load_weights(self._average(r), folder/self.FILE)
@@ -55,17 +57,19 @@ class EMA(Callback):
     def after_step(self, r, st):
         avg = self._average(r)
         avg.update_parameters(r.raw)
-        for b, b0 in zip(avg.module.buffers(), r.raw.buffers()): b.copy_(b0)   # e.g. BatchNorm statistics
+        for b, b0 in zip(avg.module.buffers(), r.raw.buffers()):   # e.g. BatchNorm statistics
+            b.copy_(b0)
 
     def save_files(self, r, folder): save_weights(self._average(r), folder/self.FILE)
     def after_fit(self, r, st):
-        if r.acc.is_main_process and not r.paused: save_weights(self._average(r).module, r.run_dir/RunFiles.EMA_WEIGHTS)
+        if r.acc.is_main_process and not r.paused:
+            save_weights(self._average(r).module, r.run_dir/RunFiles.EMA_WEIGHTS)
 
 
 # %% ../../nbs/06b_training.callbacks.ipynb #be7ee267
 class KeepBest(Callback):
     """After each evaluation, keep the evaluated weights in `best/` when `metric` beats the best so far."""
-    order = 10                                     # after the EMA and the guard have seen the evaluation
+    order = 10   # after the EMA and the guard have seen the evaluation
 
     def __init__(self, metric: str, greater_is_better: bool = True):
         self.metric, self.greater = metric, greater_is_better

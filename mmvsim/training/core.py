@@ -28,7 +28,8 @@ __all__ = ['EVENTS', 'TrainConfig', 'EpochSampler', 'optimizer_groups', 'build_o
            'check_callbacks', 'fire']
 
 # %% ../../nbs/06a_training.core.ipynb #f8fc4ddf
-_SCHEDULES = {'cosine': 'cosine', 'linear': 'linear', 'constant': 'constant_with_warmup'}   # ours -> transformers'
+# ours -> transformers'
+_SCHEDULES = {'cosine': 'cosine', 'linear': 'linear', 'constant': 'constant_with_warmup'}
 _PRECISIONS = ('auto', 'no', 'bf16', 'fp16')
 _COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')
 
@@ -43,7 +44,8 @@ class TrainConfig(Config):
     batch_size: int = 32             # samples per micro-batch, per process
     grad_accum: int = 1              # micro-batches per optimizer step
     lr_bert: float = 5e-5            # peak lr of pretrained weights (models with `param_groups`)
-    lr_new: float = 5e-4             # peak lr of new layers (of all weights when the model has no `param_groups`)
+    lr_new: float = 5e-4             # peak lr of new layers
+                                     # (of all weights when the model has no `param_groups`)
     weight_decay: float = 0.01       # AdamW decoupled weight decay (matrices only by default)
     warmup_ratio: float = 0.06       # fraction of the steps that warm the lr up linearly from 0
     schedule: str = 'cosine'         # after warmup: 'cosine' or 'linear' decay to 0, or 'constant'
@@ -51,17 +53,21 @@ class TrainConfig(Config):
     mixed_precision: str = 'auto'    # 'auto' (bf16 on CUDA, 'no' on CPU), 'no', 'bf16' or 'fp16'
     ema_decay: float = 0.0           # EMA of the weights per step (e.g. 0.999); 0 = off
     compile: bool = False            # torch.compile the forward pass
-    compile_mode: str = 'default'    # torch.compile mode: 'default', 'reduce-overhead' (CUDA graphs), 'max-autotune'
+    compile_mode: str = 'default'    # torch.compile mode: 'default',
+                                     # 'reduce-overhead' (CUDA graphs), 'max-autotune'
     seed: int = 0                    # seeds the data order and every RNG
     shuffle: bool = True             # permute the data each epoch (by seed and epoch)
-    group_by_length: bool = False    # batches of similar length (the dataset's `lengths()`): less padding, other batches
+    group_by_length: bool = False    # batches of similar length (the dataset's `lengths()`):
+                                     # less padding, other batches
     num_workers: int = 0             # DataLoader worker processes
     drop_last: bool = True           # drop each epoch's last incomplete batch
-    find_unused_parameters: bool = False  # DDP: allow parameters that get no gradient (e.g. an unused head)
+    find_unused_parameters: bool = False  # DDP: allow parameters that get no gradient
+                                          # (e.g. an unused head)
     log_every: int = 10              # optimizer steps between lines of metrics.jsonl
     eval_every: int = 0              # optimizer steps between evaluations; 0 = at epoch ends
     save_every: int = 0              # optimizer steps between checkpoints; 0 = at epoch ends
-    best_metric: str = ''            # eval metric whose best value keeps `best/model.safetensors`; '' = none
+    best_metric: str = ''            # eval metric whose best value keeps `best/model.safetensors`;
+                                     # '' = none
     greater_is_better: bool = True   # direction of best_metric
     plot: bool = True                # draw loss.png from the metrics log at the end
 
@@ -69,18 +75,23 @@ class TrainConfig(Config):
 
     def validate(self):
         """Raise a ValueError naming the first setting out of its range (a subclass extends this)."""
-        for k in ('epochs', 'max_steps', 'weight_decay', 'max_grad_norm', 'num_workers', 'eval_every', 'save_every'):
+        for k in ('epochs', 'max_steps', 'weight_decay', 'max_grad_norm', 'num_workers',
+                  'eval_every', 'save_every'):
             _require(self, k, getattr(self, k) >= 0, '>= 0')
-        for k in ('batch_size', 'grad_accum', 'log_every'): _require(self, k, getattr(self, k) >= 1, '>= 1')
+        for k in ('batch_size', 'grad_accum', 'log_every'):
+            _require(self, k, getattr(self, k) >= 1, '>= 1')
         for k in ('lr_bert', 'lr_new'):
             _require(self, k, 0 <= getattr(self, k) < math.inf, '>= 0 and finite (0 freezes)')
         if not (self.epochs or self.max_steps):
-            raise KitError('epochs and max_steps must not both be 0 (got 0 and 0): nothing to train')
+            raise KitError('epochs and max_steps must not both be 0 (got 0 and 0): '
+                           'nothing to train')
         _require(self, 'warmup_ratio', 0 <= self.warmup_ratio < 1, 'in [0, 1)')
         _require(self, 'ema_decay', 0 <= self.ema_decay < 1, 'in [0, 1), 0 = off')
         _require(self, 'schedule', self.schedule in _SCHEDULES, f'one of {list(_SCHEDULES)}')
-        _require(self, 'mixed_precision', self.mixed_precision in _PRECISIONS, f'one of {list(_PRECISIONS)}')
-        _require(self, 'compile_mode', self.compile_mode in _COMPILE_MODES, f'one of {list(_COMPILE_MODES)}')
+        _require(self, 'mixed_precision', self.mixed_precision in _PRECISIONS,
+                 f'one of {list(_PRECISIONS)}')
+        _require(self, 'compile_mode', self.compile_mode in _COMPILE_MODES,
+                 f'one of {list(_COMPILE_MODES)}')
 
     def precision(self) -> str:
         """The mixed precision mode this machine will use."""
@@ -101,9 +112,11 @@ def _length_key(lengths) -> list[int]:
 class EpochSampler(Sampler):
     """Indices `0..n-1`, permuted by `(seed, epoch)` only (grouped by length into batches when `lengths` is given);
     call `set_epoch` before each pass."""
-    def __init__(self, n: int, seed: int = 0, shuffle: bool = True, lengths=None, batch_size: int = 1):
+    def __init__(self, n: int, seed: int = 0, shuffle: bool = True, lengths=None,
+                 batch_size: int = 1):
         self.n, self.seed, self.shuffle, self.epoch = n, seed, shuffle, 0
-        self.lengths, self.batch_size = (None if lengths is None else _length_key(lengths)), batch_size
+        self.lengths, self.batch_size = ((None if lengths is None else _length_key(lengths)),
+                                         batch_size)
 
     def set_epoch(self, epoch: int): self.epoch = epoch
     def __len__(self): return self.n
@@ -111,38 +124,44 @@ class EpochSampler(Sampler):
     def __iter__(self):
         if not self.shuffle: return iter(range(self.n))
         if self.lengths is not None:
-            g = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0]))
+            g = torch.Generator().manual_seed(
+                int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0]))
             return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=g))
         return iter(np.random.default_rng([self.seed, self.epoch]).permutation(self.n).tolist())
 
 # %% ../../nbs/06a_training.core.ipynb #fdf42de0
 def optimizer_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
     """AdamW parameter groups: the model's own `param_groups` if it has one, else decay / no-decay at `lr_new`."""
-    if hasattr(model, 'param_groups'): return model.param_groups(cfg.lr_bert, cfg.lr_new, cfg.weight_decay)
+    if hasattr(model, 'param_groups'):
+        return model.param_groups(cfg.lr_bert, cfg.lr_new, cfg.weight_decay)
     ps = [p for p in model.parameters() if p.requires_grad]
-    groups = [{'params': [p for p in ps if p.ndim >= 2], 'lr': cfg.lr_new, 'weight_decay': cfg.weight_decay,
-               'name': 'decay'},
-              {'params': [p for p in ps if p.ndim < 2], 'lr': cfg.lr_new, 'weight_decay': 0.0, 'name': 'no_decay'}]
+    groups = [{'params': [p for p in ps if p.ndim >= 2], 'lr': cfg.lr_new,
+               'weight_decay': cfg.weight_decay, 'name': 'decay'},
+              {'params': [p for p in ps if p.ndim < 2], 'lr': cfg.lr_new,
+               'weight_decay': 0.0, 'name': 'no_decay'}]
     return [g for g in groups if g['params']]
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     """AdamW over `optimizer_groups(model, cfg)`; the fused kernel on CUDA."""
     fused = True if next(model.parameters()).is_cuda else None
-    return torch.optim.AdamW(optimizer_groups(model, cfg), lr=cfg.lr_new, weight_decay=cfg.weight_decay, fused=fused)
+    return torch.optim.AdamW(optimizer_groups(model, cfg), lr=cfg.lr_new,
+                             weight_decay=cfg.weight_decay, fused=fused)
 
 def build_scheduler(optimizer, cfg: TrainConfig, total_steps: int):
     """Linear warmup over `warmup_ratio · total_steps`, then `cfg.schedule` (per optimizer step)."""
     if cfg.schedule not in _SCHEDULES:
         raise KitError(f'schedule must be one of {list(_SCHEDULES)}, got {cfg.schedule!r}')
     return get_scheduler(_SCHEDULES[cfg.schedule], optimizer,
-                         num_warmup_steps=math.ceil(cfg.warmup_ratio * total_steps), num_training_steps=total_steps)
+                         num_warmup_steps=math.ceil(cfg.warmup_ratio * total_steps),
+                         num_training_steps=total_steps)
 
 # %% ../../nbs/06a_training.core.ipynb #169289d5
 def _unshare(sd: dict) -> dict:
     """Drop exact aliases (tied weights share one tensor) keeping the first name, as safetensors requires."""
     seen, out = set(), {}
     for k, v in sd.items():
-        key = (v.device, v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape), tuple(v.stride()))
+        key = (v.device, v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape),
+               tuple(v.stride()))
         if key in seen: continue
         seen.add(key)
         out[k] = v
@@ -152,7 +171,8 @@ def save_weights(obj, path, metadata: dict | None = None) -> Path:
     """Write a module's (or a state dict's) tensors to `path` as safetensors, atomically."""
     sd = _unshare(obj.state_dict() if isinstance(obj, nn.Module) else dict(obj))
     sd = {k: v.detach().to('cpu').contiguous() for k, v in sd.items()}
-    with atomic_write(path) as f: f.write(_st_bytes(sd, metadata={'format': 'pt', **(metadata or {})}))
+    with atomic_write(path) as f:
+        f.write(_st_bytes(sd, metadata={'format': 'pt', **(metadata or {})}))
     return Path(path)
 
 def load_weights(model: nn.Module, path, strict: bool = True):
@@ -179,9 +199,10 @@ def plot_metrics(run_dir, out=None) -> Path | None:
     """Plot every logged series of `run_dir/metrics.jsonl` against the step into `loss.png` (or `out`)."""
     from matplotlib.figure import Figure
     recs = read_metrics(run_dir)
-    keys = {k for r in recs for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    keys = {k for r in recs for k, v in r.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)}
     keys = sorted(keys - {'step', 'epoch', 'samples_per_s'}, key=_series_order)
-    panels = {}                                  # one panel per series; the learning rates of all groups share one
+    panels = {}  # one panel per series; the learning rates of all groups share one
     for k in keys: panels.setdefault('lr' if k.startswith('lr') else k, []).append(k)
     if not panels: return None
     ncols = min(3, len(panels))
@@ -223,7 +244,8 @@ def _prune(ck: Path, keep: str | None):
 # %% ../../nbs/06a_training.core.ipynb #5b0c7e12
 def process_threads(num_workers: int = 0) -> int:
     """Intra-op threads for one training process: `OMP_NUM_THREADS` if set, else its share of the cores."""
-    if os.environ.get('OMP_NUM_THREADS', '').isdigit(): return max(1, int(os.environ['OMP_NUM_THREADS']))
+    if os.environ.get('OMP_NUM_THREADS', '').isdigit():
+        return max(1, int(os.environ['OMP_NUM_THREADS']))
     return max(1, cpu_cores() // max(1, int(os.environ.get('LOCAL_WORLD_SIZE', 1))) - num_workers)
 
 # %% ../../nbs/06a_training.core.ipynb #2c3e9a10
@@ -234,7 +256,8 @@ def setup_accelerator(cfg: TrainConfig) -> Accelerator:
     torch.set_num_threads(process_threads(cfg.num_workers))
     acc = Accelerator(mixed_precision=cfg.precision(), gradient_accumulation_steps=cfg.grad_accum,
                       cpu=not torch.cuda.is_available(), step_scheduler_with_optimizer=False,
-                      kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=cfg.find_unused_parameters)])
+                      kwargs_handlers=[DistributedDataParallelKwargs(
+                          find_unused_parameters=cfg.find_unused_parameters)])
     _seed_all(cfg.seed, device_specific=True)   # each process its own dropout stream
     return acc
 
@@ -247,7 +270,8 @@ class TrainState(Config):
     batch_in_epoch: int = 0        # micro-batches of it consumed, per process
     best: float | None = None      # best value of `best_metric` so far
     best_step: int | None = None   # the step that reached it
-    pending: dict | None = None    # the log window when saved: {'n': micro-batches, 'sums': {name: sum}}
+    pending: dict | None = None    # the log window when saved:
+                                   # {'n': micro-batches, 'sums': {name: sum}}
     batches_per_epoch: int = 0     # micro-batches per epoch, per process (a resume must match)
     num_processes: int = 1         # processes (a resume must match)
     callbacks: dict | None = None  # the state of each callback that keeps one, by callback name
@@ -267,13 +291,14 @@ class LogWindow:
     sums: dict = field(default_factory=dict)   # name -> summed 0-d tensor
     n: int = 0                                 # micro-batches summed
     samples: int = 0                           # samples in the window, all processes
-    samples_run: int = 0                       # samples since this call of `train` began, all processes
+    samples_run: int = 0                       # samples of this call of `train`, all processes
     t0: float = field(default_factory=time.perf_counter)   # when the window opened
 
     def add(self, out: dict, samples: int):
         """Add one micro-batch: its outputs' 0-d tensors and its sample count."""
         for k, v in out.items():
-            if torch.is_tensor(v) and v.ndim == 0: self.sums[k] = self.sums.get(k, 0) + v.detach().float()
+            if torch.is_tensor(v) and v.ndim == 0:
+                self.sums[k] = self.sums.get(k, 0) + v.detach().float()
         self.n += 1
         self.samples += samples
         self.samples_run += samples
@@ -308,14 +333,17 @@ def _bad_weights(model: nn.Module) -> list[str]:
 
 def check_finite(r: TrainRun, st: TrainState, values: dict | None = None, weights: bool = False):
     """Raise `Diverged` if any of `values` (or, with `weights`, any parameter) is NaN or infinite."""
-    bad = [f'{k}={v}' for k, v in (values or {}).items() if isinstance(v, (int, float)) and not math.isfinite(v)]
+    bad = [f'{k}={v}' for k, v in (values or {}).items()
+           if isinstance(v, (int, float)) and not math.isfinite(v)]
     names = _bad_weights(r.raw) if weights else []
     if names: bad.append(f'weights {", ".join(names[:3])}' + (', ...' if len(names) > 3 else ''))
     if not bad: return
-    last = f'the last good checkpoint (step {r.last_saved}) is kept' if r.last_saved else 'no checkpoint was saved yet'
-    raise Diverged(f'{r.run_dir}: step {st.step}: not finite: {"; ".join(bad)}. Training stopped without saving this '
-                   f'state: {last}, and no final or best weights were written from it. Lower the learning rate '
-                   f'(lr_bert, lr_new) or look for NaN/inf in the inputs.')
+    last = (f'the last good checkpoint (step {r.last_saved}) is kept' if r.last_saved
+            else 'no checkpoint was saved yet')
+    raise Diverged(f'{r.run_dir}: step {st.step}: not finite: {"; ".join(bad)}. '
+                   f'Training stopped without saving this state: {last}, '
+                   'and no final or best weights were written from it. '
+                   'Lower the learning rate (lr_bert, lr_new) or look for NaN/inf in the inputs.')
 
 
 # %% ../../nbs/06a_training.core.ipynb #397343d1
@@ -337,18 +365,24 @@ class TrainRun:
     total: int                        # optimizer steps in all
     eval_fn: object = None            # eval_fn(model) -> {name: value}
     callbacks: list = field(default_factory=list)   # run at each event in `order`
-    eval_model: nn.Module | None = None   # what evaluation and the best weights see (`raw`, or an EMA's average)
+    eval_model: nn.Module | None = None   # what evaluation and the best weights see
+                                          # (`raw`, or an EMA's average)
     window: LogWindow = field(default_factory=LogWindow)   # outputs since the last metrics record
-    batch: object = None              # the micro-batch being trained on (a callback may replace it before_batch)
+    batch: object = None              # the micro-batch being trained on
+                                      # (a callback may replace it before_batch)
     out: dict | None = None           # its outputs (a callback may change `out['loss']` after_loss)
     grad_norm: object = None          # gradient norm before clipping, at the last optimizer step
     means: dict = field(default_factory=dict)   # the log window's means in the record being written
-    last_rec: dict = field(default_factory=dict)   # the last metrics record (before_log: the one being written)
-    last_eval: dict | None = None     # the last evaluation's metrics (after_eval: the one just made)
+    last_rec: dict = field(default_factory=dict)   # the last metrics record
+                                                   # (before_log: the one being written)
+    last_eval: dict | None = None     # the last evaluation's metrics
+                                      # (after_eval: the one just made)
     last_saved: int | None = None     # step of the last checkpoint saved or loaded
     resumed_from: int | None = None   # step of the checkpoint this call started from
-    stop: bool = False                # set by a callback: end the run after this step, finished (`stopped_early`)
-    paused: bool = False              # `stop_after` reached: a checkpoint, no final weights, resumable
+    stop: bool = False                # set by a callback: end the run after this step,
+                                      # finished (`stopped_early`)
+    paused: bool = False              # `stop_after` reached: a checkpoint,
+                                      # no final weights, resumable
     t_start: float = field(default_factory=time.perf_counter)
 
     @property
@@ -361,26 +395,33 @@ class TrainRun:
 
 
 # %% ../../nbs/06a_training.core.ipynb #8a9a0895
-EVENTS = ('before_fit', 'before_batch', 'after_loss', 'before_backward', 'after_backward', 'after_step',
-          'after_eval', 'before_log', 'before_save', 'after_fit')
+EVENTS = ('before_fit', 'before_batch', 'after_loss', 'before_backward', 'after_backward',
+          'after_step', 'after_eval', 'before_log', 'before_save', 'after_fit')
 
 class Callback:
     """A part of training that is not the loop: override any of `EVENTS` as `event(self, r, st)`; keep what a
     resumed run needs in `state_dict` (JSON) or, for tensors, in `save_files` / `load_files`."""
-    order = 0                                      # callbacks run in this order at each event (ties: as given)
-    def before_fit(self, r, st): """After the resume: the state to go on from is known, no step made yet."""
+    # callbacks run in this order at each event (ties: as given)
+    order = 0
+    def before_fit(self, r, st):
+        """After the resume: the state to go on from is known, no step made yet."""
     def before_batch(self, r, st): """Before the forward of micro-batch `r.batch`."""
-    def after_loss(self, r, st): """The outputs `r.out` are known: read them, or change `r.out['loss']`."""
+    def after_loss(self, r, st):
+        """The outputs `r.out` are known: read them, or change `r.out['loss']`."""
     def before_backward(self, r, st): """Just before `r.out['loss']` is backpropagated."""
-    def after_backward(self, r, st): """The gradients of the micro-batch are in (not yet clipped or stepped)."""
+    def after_backward(self, r, st):
+        """The gradients of the micro-batch are in (not yet clipped or stepped)."""
     def after_step(self, r, st): """After an optimizer step; `st.step` counts it."""
     def after_eval(self, r, st): """After an evaluation, whose metrics are `r.last_eval`."""
-    def before_log(self, r, st): """The record `r.last_rec` (window means `r.means`) is about to be written."""
+    def before_log(self, r, st):
+        """The record `r.last_rec` (window means `r.means`) is about to be written."""
     def before_save(self, r, st): """A checkpoint of state `st` is about to be written."""
-    def after_fit(self, r, st): """The final weights are written (unless `r.paused`); the summary comes next."""
+    def after_fit(self, r, st):
+        """The final weights are written (unless `r.paused`); the summary comes next."""
     def state_dict(self) -> dict: return {}        # JSON state a resumed run needs
     def load_state_dict(self, state: dict): """Restore what `state_dict` returned."""
-    def save_files(self, r, folder: Path): """Write state that is not JSON into checkpoint `folder` (main process)."""
+    def save_files(self, r, folder: Path):
+        """Write state that is not JSON into checkpoint `folder` (main process)."""
     def load_files(self, r, folder: Path): """Read what `save_files` wrote, on resume."""
 
 def callback_names(cbs) -> list[str]:
@@ -397,9 +438,12 @@ def check_callbacks(cbs) -> list:
     cbs = list(cbs)
     api = set(dir(Callback))
     for cb in cbs:
-        if not isinstance(cb, Callback): raise KitError(f'callbacks must be Callback instances (got {cb!r})')
+        if not isinstance(cb, Callback):
+            raise KitError(f'callbacks must be Callback instances (got {cb!r})')
         odd = [m for m in dir(cb) if m not in api and m.split('_')[0] in ('before', 'after')]
-        if odd: raise KitError(f'{type(cb).__name__}.{odd[0]} is no event of the loop: the events are {list(EVENTS)}')
+        if odd:
+            raise KitError(f'{type(cb).__name__}.{odd[0]} is no event of the loop: '
+                           f'the events are {list(EVENTS)}')
     return cbs
 
 def fire(r: TrainRun, st: TrainState, event: str):

@@ -13,9 +13,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 from accelerate.utils import broadcast_object_list
 from ..core import KitError, RunFiles, atomic_write, save_json
-from .core import (EpochSampler, LogWindow, TrainConfig, TrainRun, TrainState, build_optimizer,
-                                  build_scheduler, callback_names, check_callbacks, fire, latest_checkpoint,
-                                  plot_metrics, read_metrics, save_weights, setup_accelerator, _prune)
+from .core import (EpochSampler, LogWindow, TrainConfig, TrainRun, TrainState,
+                                  build_optimizer, build_scheduler, callback_names, check_callbacks,
+                                  fire, latest_checkpoint, plot_metrics, read_metrics, save_weights,
+                                  setup_accelerator, _prune)
 from .callbacks import default_callbacks
 
 
@@ -73,24 +74,30 @@ def setup_run(model: nn.Module, dataset, cfg: TrainConfig, run_dir, collate_fn=N
         run_dir.mkdir(parents=True, exist_ok=True)
         cfg.replace(mixed_precision=cfg.precision()).save(run_dir/RunFiles.TRAIN_CONFIG)
     acc.wait_for_everyone()
-    # data: the order depends on (seed, epoch) only; the loader's own generator keeps the global RNG untouched
+    # data: the order depends on (seed, epoch) only;
+    # the loader's own generator keeps the global RNG untouched
     lengths = None
     if cfg.group_by_length:
-        if not hasattr(dataset, 'lengths'): raise KitError('group_by_length needs a dataset with a lengths() method')
+        if not hasattr(dataset, 'lengths'):
+            raise KitError('group_by_length needs a dataset with a lengths() method')
         lengths = dataset.lengths()
-    sampler, gen = EpochSampler(len(dataset), cfg.seed, cfg.shuffle, lengths, cfg.batch_size), torch.Generator()
-    dl = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate_fn, drop_last=cfg.drop_last,
-                    num_workers=cfg.num_workers, pin_memory=cuda, generator=gen)
+    sampler, gen = (EpochSampler(len(dataset), cfg.seed, cfg.shuffle, lengths, cfg.batch_size),
+                    torch.Generator())
+    dl = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate_fn,
+                    drop_last=cfg.drop_last, num_workers=cfg.num_workers, pin_memory=cuda,
+                    generator=gen)
     model.to(acc.device)
     opt = build_optimizer(model, cfg)
     model, opt, dl = acc.prepare(model, opt, dl)
-    if len(dl) == 0: raise KitError(f'{len(dataset)} samples make no batch of {cfg.batch_size} per process')
+    if len(dl) == 0:
+        raise KitError(f'{len(dataset)} samples make no batch of {cfg.batch_size} per process')
     total = cfg.max_steps or cfg.epochs * math.ceil(len(dl) / cfg.grad_accum)
     sched = acc.prepare_scheduler(build_scheduler(opt.optimizer, cfg, total))
     raw = acc.unwrap_model(model)
     fwd = torch.compile(model, mode=cfg.compile_mode) if cfg.compile else model
-    return TrainRun(cfg=cfg, run_dir=run_dir, acc=acc, model=model, raw=raw, fwd=fwd, opt=opt, sched=sched, dl=dl,
-                    sampler=sampler, gen=gen, total=total, eval_fn=eval_fn, callbacks=cbs, eval_model=raw, t_start=t0)
+    return TrainRun(cfg=cfg, run_dir=run_dir, acc=acc, model=model, raw=raw, fwd=fwd, opt=opt,
+                    sched=sched, dl=dl, sampler=sampler, gen=gen, total=total, eval_fn=eval_fn,
+                    callbacks=cbs, eval_model=raw, t_start=t0)
 
 
 # %% ../../nbs/06c_training.loop.ipynb #b1f72b7c
@@ -98,14 +105,16 @@ def save_checkpoint(r: TrainRun, st: TrainState):
     """Save the full training state atomically into `checkpoint/step-NNNNNN` and point `latest.json` at it."""
     st.pending = r.window.pending(r.acc)          # a resumed run goes on with these log sums
     fire(r, st, 'before_save')
-    st.callbacks = {n: s for n, cb in zip(callback_names(r.callbacks), r.callbacks) if (s := cb.state_dict())} or None
+    st.callbacks = {n: s for n, cb in zip(callback_names(r.callbacks), r.callbacks)
+                    if (s := cb.state_dict())} or None
     acc, ck, name = r.acc, r.run_dir/RunFiles.CHECKPOINTS, f'step-{st.step:06d}'
     tmp, final = ck/f'.tmp-{name}', ck/name
     if acc.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     acc.wait_for_everyone()
-    with _quiet('accelerate.utils.other'):        # it warns that tied weights are saved once: they are, by design
+    # it warns that tied weights are saved once: they are, by design
+    with _quiet('accelerate.utils.other'):
         acc.save_state(str(tmp))                  # every process writes its own RNG state
     if acc.is_main_process:
         for cb in r.callbacks: cb.save_files(r, tmp)
@@ -130,7 +139,7 @@ def _load_callbacks(r: TrainRun, saved: TrainState, folder: Path):
 def _tidy(r: TrainRun, last: Path | None, step: int):
     """Remove stray temporaries and stale checkpoints, and the log after `step`; a fresh start also the old best."""
     _prune(r.run_dir/RunFiles.CHECKPOINTS, keep=last.name if last is not None else None)
-    if last is None:                              # a fresh start forgets an old best and an old pointer
+    if last is None:   # a fresh start forgets an old best and an old pointer
         shutil.rmtree(r.run_dir/RunFiles.BEST, ignore_errors=True)
         (r.run_dir/RunFiles.LATEST).unlink(missing_ok=True)
     _truncate_metrics(r.run_dir, step)
@@ -141,11 +150,13 @@ def resume_state(r: TrainRun, resume: bool = True) -> TrainState:
     last = latest_checkpoint(r.run_dir) if resume else None
     if last is not None:
         saved = TrainState.load(last/RunFiles.TRAINER_STATE)
-        if (saved.batches_per_epoch, saved.num_processes) != (st.batches_per_epoch, st.num_processes):
-            raise KitError(f'{last}: saved with {saved.num_processes} processes × {saved.batches_per_epoch} '
-                           f'batches per epoch; now {st.num_processes} × {st.batches_per_epoch}: '
+        if ((saved.batches_per_epoch, saved.num_processes)
+                != (st.batches_per_epoch, st.num_processes)):
+            raise KitError(f'{last}: saved with {saved.num_processes} processes '
+                           f'× {saved.batches_per_epoch} batches per epoch; '
+                           f'now {st.num_processes} × {st.batches_per_epoch}: '
                            'cannot resume exactly')
-        r.acc.load_state(str(last))               # weights, optimizer, scheduler, every process's RNG states
+        r.acc.load_state(str(last))   # weights, optimizer, scheduler, every process's RNG states
         _load_callbacks(r, saved, last)
         st, r.resumed_from, r.last_saved = saved, saved.step, saved.step
     r.window = LogWindow.resumed(st.pending, r.acc.device)
@@ -178,7 +189,8 @@ def one_batch(r: TrainRun, st: TrainState, batch) -> dict:
         r.acc.backward(r.out['loss'])
         fire(r, st, 'after_backward')
         if r.acc.sync_gradients:
-            if r.cfg.max_grad_norm > 0: r.grad_norm = r.acc.clip_grad_norm_(r.model.parameters(), r.cfg.max_grad_norm)
+            if r.cfg.max_grad_norm > 0:
+                r.grad_norm = r.acc.clip_grad_norm_(r.model.parameters(), r.cfg.max_grad_norm)
             r.opt.step()
             if not r.acc.optimizer_step_was_skipped: r.sched.step()
             r.opt.zero_grad(set_to_none=True)
@@ -207,7 +219,8 @@ def log_step(r: TrainRun, st: TrainState, metrics: dict | None = None) -> dict:
     lrs = r.sched.get_last_lr()
     rec['lr'] = lrs[0]
     if len(lrs) > 1:
-        rec.update({f"lr_{g.get('name', i)}": lr for i, (g, lr) in enumerate(zip(r.opt.param_groups, lrs))})
+        rec.update({f"lr_{g.get('name', i)}": lr
+                    for i, (g, lr) in enumerate(zip(r.opt.param_groups, lrs))})
     r.means, sps = r.window.close(r.acc)          # every process: the means are a collective
     rec.update(r.means)
     if r.grad_norm is not None: rec['grad_norm'] = float(r.grad_norm)
@@ -222,20 +235,24 @@ def log_step(r: TrainRun, st: TrainState, metrics: dict | None = None) -> dict:
 
 # %% ../../nbs/06c_training.loop.ipynb #a101d9ef
 def finish(r: TrainRun, st: TrainState) -> dict:
-    """End a call: the last checkpoint, final weights, `after_fit`, plot and `train_summary.json`; returns the summary."""
-    if r.last_saved != st.step: save_checkpoint(r, st)   # defensive: the loop saves at its last step
+    ("End a call: the last checkpoint, final weights, `after_fit`, plot and `train_summary.json`; "
+     "returns the summary.")
+    if r.last_saved != st.step: save_checkpoint(r, st)  # defensive: the loop saves at its last step
     main = r.acc.is_main_process
     if main and not r.paused: save_weights(r.raw, r.run_dir/RunFiles.WEIGHTS)
     fire(r, st, 'after_fit')
     if main and r.cfg.plot: plot_metrics(r.run_dir)
     elapsed = time.perf_counter() - r.t_start
-    summary = {'steps': st.step, 'total_steps': r.total, 'epochs': round(st.step / r.steps_per_epoch, 4),
-               'loss': r.last_rec.get('loss'), 'best_metric': r.cfg.best_metric or None, 'best': st.best,
+    summary = {'steps': st.step, 'total_steps': r.total,
+               'epochs': round(st.step / r.steps_per_epoch, 4), 'loss': r.last_rec.get('loss'),
+               'best_metric': r.cfg.best_metric or None, 'best': st.best,
                'best_step': st.best_step, 'eval': r.last_eval,
-               'samples_per_s': round(r.window.samples_run / elapsed, 1), 'run_time_s': round(elapsed, 2),
-               'stopped': r.paused, 'stopped_early': st.stopped_early, 'resumed_from': r.resumed_from}
+               'samples_per_s': round(r.window.samples_run / elapsed, 1),
+               'run_time_s': round(elapsed, 2), 'stopped': r.paused,
+               'stopped_early': st.stopped_early, 'resumed_from': r.resumed_from}
     if main: save_json(summary, r.run_dir/RunFiles.SUMMARY)
-    r.acc.unwrap_model(r.model, keep_fp32_wrapper=False)   # the caller's model leaves without the autocast wrapper
+    # the caller's model leaves without the autocast wrapper
+    r.acc.unwrap_model(r.model, keep_fp32_wrapper=False)
     r.acc.wait_for_everyone()
     r.acc.free_memory()
     return summary
@@ -252,9 +269,11 @@ def train_step(r: TrainRun, st: TrainState, batch, stop_after: int | None = None
     fire(r, st, 'after_step')
     end_epoch, final = st.batch_in_epoch >= len(r.dl), st.step >= r.total
     r.paused = stop_after is not None and st.step >= stop_after
-    metrics = evaluate(r, st) if final or r.stop or _due(st.step, r.cfg.eval_every, end_epoch) else None
+    metrics = (evaluate(r, st) if final or r.stop or _due(st.step, r.cfg.eval_every, end_epoch)
+               else None)
     st.stopped_early = r.stop and not final
-    if metrics is not None or final or r.stop or st.step % r.cfg.log_every == 0: log_step(r, st, metrics)
+    if metrics is not None or final or r.stop or st.step % r.cfg.log_every == 0:
+        log_step(r, st, metrics)
     if end_epoch: st.epoch, st.batch_in_epoch = st.epoch + 1, 0
     done = final or r.paused or r.stop
     if done or _due(st.step, r.cfg.save_every, end_epoch): save_checkpoint(r, st)
@@ -264,7 +283,8 @@ def train(model: nn.Module, dataset, cfg: TrainConfig, run_dir, collate_fn=None,
           resume: bool = True, stop_after: int | None = None, callbacks=()) -> dict:
     """Train `model` on `dataset` (resuming from `run_dir` if it holds a checkpoint); returns a summary dict."""
     if cfg.best_metric and eval_fn is None:
-        raise KitError(f"best_metric={cfg.best_metric!r} needs an eval_fn to compute it (or best_metric='')")
+        raise KitError(f"best_metric={cfg.best_metric!r} needs an eval_fn to compute it "
+                       "(or best_metric='')")
     r = setup_run(model, dataset, cfg, run_dir, collate_fn, eval_fn, callbacks)
     st = resume_state(r, resume)
     fire(r, st, 'before_fit')
@@ -272,7 +292,7 @@ def train(model: nn.Module, dataset, cfg: TrainConfig, run_dir, collate_fn=None,
     while st.step < r.total and not (r.paused or st.stopped_early):
         for batch in epoch_batches(r, st):
             if train_step(r, st, batch, stop_after): break
-        else:                                     # a pass ended (defensive: end_epoch handles the normal case)
+        else:   # a pass ended (defensive: end_epoch handles the normal case)
             if st.batch_in_epoch: st.epoch, st.batch_in_epoch = st.epoch + 1, 0
     return finish(r, st)
 

@@ -12,7 +12,8 @@ import torch
 import torch.nn as nn
 from scipy.stats import rankdata, spearmanr
 from torch.utils.data import DataLoader
-from ..core import Config, DataError, KitError, RunFiles, claim_run, load_json, progress_bar, runs_root, set_seed
+from ..core import (Config, DataError, KitError, RunFiles, claim_run, load_json, progress_bar,
+                         runs_root, set_seed)
 from ..data.store import load_tokenizer, open_store
 from ..data.datasets import TextLayout, VideoDataset, check_padding, collate_batch
 from ..model.encoder import MODEL_SIZES, ModelConfig, VideoBert, model_config
@@ -28,25 +29,32 @@ __all__ = ['ENCODER_INPUTS', 'WEIGHTS', 'StageConfig', 'Inputs', 'start_stage', 
 class StageConfig(TrainConfig):
     """Settings every training stage shares: the training loop's, plus data, store, tokenizer, run, model and inputs."""
     data_dir: str = 'data/demo'      # a competition directory (official layout)
-    store_dir: str = ''              # its feature store; '' = `<data_dir>_store` (built when missing or stale)
+    store_dir: str = ''              # its feature store; '' = `<data_dir>_store`
+                                     # (built when missing or stale)
     tokenizer: str = ''              # a local tokenizer folder or vocab.txt;
                                      # '' = bert_path, else the data dir's vocab.txt
-    run_dir: str = ''                # where the run is written; '' = a name made from the settings, under runs/
+    run_dir: str = ''                # where the run is written;
+                                     # '' = a name made from the settings, under runs/
     model_size: str = 'tiny'         # tiny | small | base | large (ignored when bert_path is set)
-    bert_path: str = ''              # local Hugging Face BERT checkpoint to initialise from; '' = random init
+    bert_path: str = ''              # local Hugging Face BERT checkpoint to initialise from;
+                                     # '' = random init
     text: str = 'title'              # title | asr | title+asr
     max_frames: int = 32             # frames per video (uniformly sub-sampled when longer)
-    max_text_len: int = 36           # text positions (`TextLayout`: [CLS] [SEP] title [SEP]), padded
-    padding: str = 'longest'         # pad a batch to its 'longest' video (rounded up to 8; same results) or to 'max'
+    max_text_len: int = 36           # text positions (`TextLayout`:
+                                     # [CLS] [SEP] title [SEP]), padded
+    padding: str = 'longest'         # pad a batch to its 'longest' video
+                                     # (rounded up to 8; same results) or to 'max'
 
     def validate(self):
         """Refuse settings that make no sense, naming the setting and its valid values."""
         super().validate()
         if self.model_size and self.model_size not in MODEL_SIZES:
-            raise KitError(f'model_size must be one of {sorted(MODEL_SIZES)} (got {self.model_size!r})')
+            raise KitError(f'model_size must be one of {sorted(MODEL_SIZES)} '
+                           f'(got {self.model_size!r})')
         if self.max_frames < 1: raise KitError(f'max_frames must be >= 1 (got {self.max_frames})')
         check_padding(self.padding)
-        TextLayout(self.text).check_len(self.max_text_len)     # a known text, room for its special tokens
+        # a known text, room for its special tokens
+        TextLayout(self.text).check_len(self.max_text_len)
 
     def start(self) -> str:
         """Where the encoder starts: 'bert:<dir>' or 'scratch:<size>'."""
@@ -54,16 +62,19 @@ class StageConfig(TrainConfig):
 
     def with_paths(self, run_name: str):
         """The config with the store, tokenizer and run paths filled in (`run_name` under runs/ by default)."""
-        store = self.store_dir or str(Path(self.data_dir).with_name(Path(self.data_dir).name + '_store'))
+        store = (self.store_dir
+                 or str(Path(self.data_dir).with_name(Path(self.data_dir).name + '_store')))
         tok = self.tokenizer or self.bert_path or str(Path(self.data_dir)/'vocab.txt')
-        return self.replace(store_dir=store, tokenizer=tok, run_dir=self.run_dir or str(runs_root()/run_name))
+        return self.replace(store_dir=store, tokenizer=tok,
+                            run_dir=self.run_dir or str(runs_root()/run_name))
 
     def train_config(self) -> TrainConfig:
         """The training loop's settings of this stage: exactly `TrainConfig`'s fields."""
         return TrainConfig(**{f.name: getattr(self, f.name) for f in fields(TrainConfig)})
 
 # %% ../../nbs/07_training.stage.ipynb #771c4ab5
-ENCODER_INPUTS = ('frames', 'frame_mask', 'input_ids', 'text_mask')   # what the encoder reads of a video batch
+# what the encoder reads of a video batch
+ENCODER_INPUTS = ('frames', 'frame_mask', 'input_ids', 'text_mask')
 
 @dataclass
 class Inputs(Config):
@@ -71,19 +82,21 @@ class Inputs(Config):
     text: str = 'title'              # title | asr | title+asr
     max_frames: int = 32
     max_text_len: int = 36
-    tokenizer: str = ''              # fingerprint of the tokenizer that built the store ('' = not checked)
+    tokenizer: str = ''              # fingerprint of the tokenizer that built the store
+                                     # ('' = not checked)
 
     @classmethod
     def of(cls, cfg: StageConfig, store) -> 'Inputs':
         """The input settings of a stage reading `store`."""
-        return cls(cfg.text, cfg.max_frames, cfg.max_text_len, store.manifest['tokenizer']['fingerprint'])
+        return cls(cfg.text, cfg.max_frames, cfg.max_text_len,
+                   store.manifest['tokenizer']['fingerprint'])
 
     def check(self, store, run=''):
         """Refuse a store tokenised with another tokenizer than this run's."""
         have = store.manifest['tokenizer']['fingerprint']
         if self.tokenizer and have != self.tokenizer:
-            raise KitError(f'{run or "the model"} was trained on token ids of tokenizer {self.tokenizer}; '
-                             f'store {store.dir} holds ids of tokenizer {have}: '
+            raise KitError(f'{run or "the model"} was trained on token ids of tokenizer '
+                             f'{self.tokenizer}; store {store.dir} holds ids of tokenizer {have}: '
                              f'build a store with the run\'s tokenizer')
 
 # %% ../../nbs/07_training.stage.ipynb #cb22896b
@@ -94,7 +107,8 @@ def start_stage(cfg: StageConfig, progress=True):
     run.mkdir(parents=True, exist_ok=True)
     claim_run(run, cfg)
     set_seed(cfg.seed)
-    store = open_store(cfg.data_dir, cfg.store_dir, load_tokenizer(cfg.tokenizer), progress=progress)
+    store = open_store(cfg.data_dir, cfg.store_dir, load_tokenizer(cfg.tokenizer),
+                       progress=progress)
     Inputs.of(cfg, store).save(run/RunFiles.INPUTS)
     return cfg, run, store
 
@@ -102,13 +116,17 @@ def start_stage(cfg: StageConfig, progress=True):
 def build_encoder(start: str, vocab_size: int, max_frames: int = 32) -> VideoBert:
     """The encoder a stage starts from: `scratch:<size>`, `bert:<dir>` or `run:<dir>` (its final weights)."""
     kind, _, where = start.partition(':')
-    if kind == 'scratch': return VideoBert(model_config(where, vocab_size=vocab_size, max_frames=max_frames))
+    if kind == 'scratch':
+        return VideoBert(model_config(where, vocab_size=vocab_size, max_frames=max_frames))
     if kind == 'bert': model, _ = VideoBert.from_bert(where, max_frames=max_frames)
     elif kind == 'run': model, _ = load_run(where, 'final')
-    else: raise KitError(f"an encoder starts from 'scratch:<size>', 'bert:<dir>' or 'run:<dir>', got {start!r}")
+    else:
+        raise KitError(f"an encoder starts from 'scratch:<size>', 'bert:<dir>' or 'run:<dir>', "
+                       f"got {start!r}")
     if model.cfg.vocab_size < vocab_size:
-        raise KitError(f'{where}: vocabulary of {model.cfg.vocab_size} tokens, but the store was tokenised with '
-                         f'{vocab_size}: build the store with this model\'s tokenizer')
+        raise KitError(f'{where}: vocabulary of {model.cfg.vocab_size} tokens, '
+                         f'but the store was tokenised with {vocab_size}: '
+                         f'build the store with this model\'s tokenizer')
     if model.cfg.max_frames < max_frames:
         raise KitError(f'{where}: the encoder has {model.cfg.max_frames} frame positions, '
                          f'max_frames={max_frames} asked')
@@ -124,10 +142,12 @@ def run_weights(run_dir, which: str = 'auto') -> Path:
     if which == 'checkpoint':
         ck = latest_checkpoint(run)
         if ck is None: raise FileNotFoundError(f'{run}: no checkpoint')
-        return ck/RunFiles.WEIGHTS                # Accelerate's name for the model's weights: the same
-    if which not in WEIGHTS: raise KitError(f"which must be one of {[*WEIGHTS, 'checkpoint', 'auto']}, got {which!r}")
+        return ck/RunFiles.WEIGHTS   # Accelerate's name for the model's weights: the same
+    if which not in WEIGHTS:
+        raise KitError(f"which must be one of {[*WEIGHTS, 'checkpoint', 'auto']}, got {which!r}")
     p = run/WEIGHTS[which]
-    if not p.exists(): raise FileNotFoundError(f'{p}: no {which} weights in this run (is it finished?)')
+    if not p.exists():
+        raise FileNotFoundError(f'{p}: no {which} weights in this run (is it finished?)')
     return p
 
 class _Holder(nn.Module):
@@ -141,30 +161,37 @@ def load_run(run_dir, which: str = 'auto') -> tuple[VideoBert, Inputs]:
     run = Path(run_dir)
     for f in (RunFiles.MODEL_CONFIG, RunFiles.INPUTS):
         if not (run/f).exists():
-            raise FileNotFoundError(f'{run/f}: missing; {run} is not a pretraining or finetuning run')
+            raise FileNotFoundError(f'{run/f}: missing; '
+                                    f'{run} is not a pretraining or finetuning run')
     model, path = VideoBert(ModelConfig.load(run/RunFiles.MODEL_CONFIG)), run_weights(run, which)
-    missing, _ = load_weights(_Holder(model), path, strict=False)   # the stage's heads are not the encoder's
-    if missing: raise DataError(path, f'{len(missing)} encoder weights missing (e.g. {sorted(missing)[:3]})')
-    note = weights_note(load_json(run/RunFiles.CONFIG)) if (run/RunFiles.CONFIG).exists() else ''   # any era's
+    # the stage's heads are not the encoder's
+    missing, _ = load_weights(_Holder(model), path, strict=False)
+    if missing:
+        raise DataError(path, f'{len(missing)} encoder weights missing '
+                              f'(e.g. {sorted(missing)[:3]})')
+    # any era's
+    note = weights_note(load_json(run/RunFiles.CONFIG)) if (run/RunFiles.CONFIG).exists() else ''
     if note: warnings.warn(f'{run}: {note}', stacklevel=2)
     return model.eval(), Inputs.load(run/RunFiles.INPUTS)
 
 # %% ../../nbs/07_training.stage.ipynb #0f0be814
-def embed_rows(model: VideoBert, store, rows, inputs: Inputs = Inputs(), batch_size: int = 256, device=None,
-               progress: bool = True) -> np.ndarray:
+def embed_rows(model: VideoBert, store, rows, inputs: Inputs = Inputs(), batch_size: int = 256,
+               device=None, progress: bool = True) -> np.ndarray:
     """The `(N, 256)` float32 embeddings of the store `rows` (in order), read as `inputs` says."""
     inputs.check(store)
     if inputs.max_frames > model.cfg.max_frames:
-        raise KitError(f'max_frames={inputs.max_frames}, the model has {model.cfg.max_frames} frame positions')
+        raise KitError(f'max_frames={inputs.max_frames}, '
+                       f'the model has {model.cfg.max_frames} frame positions')
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     if device is not None: model.to(dev)
-    ds = VideoDataset(store, np.asarray(rows, np.int64), inputs.max_frames, inputs.max_text_len, inputs.text,
-                      padding='longest')
+    ds = VideoDataset(store, np.asarray(rows, np.int64), inputs.max_frames, inputs.max_text_len,
+                      inputs.text, padding='longest')
     dl = DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=collate_batch)
     was, out = model.training, []
     model.eval()
     try:
-        with torch.no_grad(), torch.autocast('cuda', dtype=torch.bfloat16, enabled=dev.type == 'cuda'):
+        with torch.no_grad(), torch.autocast('cuda', dtype=torch.bfloat16,
+                                             enabled=dev.type == 'cuda'):
             for b in progress_bar(dl, desc='embed', disable=not progress, leave=False):
                 b = {k: b[k].to(dev, non_blocking=True) for k in ENCODER_INPUTS}
                 out.append(model.embed(b).float().cpu())                              # (B, E)
@@ -189,7 +216,8 @@ def cosine_metrics(cos, labels) -> dict:
     """Spearman of pair cosines against `labels`, the cosines' MSE to them, and the pair count."""
     cos, y = np.asarray(cos, np.float64), np.asarray(labels, np.float64)              # (N,)
     rho = float(spearmanr(cos, y).statistic) if len(y) > 1 else float('nan')
-    return dict(spearman=rho, mse=float(np.mean((cos - y) ** 2)) if len(y) else float('nan'), pairs=len(y))
+    return dict(spearman=rho, mse=float(np.mean((cos - y) ** 2)) if len(y) else float('nan'),
+                pairs=len(y))
 
 def pair_metrics(emb1, emb2, labels) -> dict:
     """`cosine_metrics` of the cosines of `emb1[i]`, `emb2[i]`
