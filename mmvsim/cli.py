@@ -11,6 +11,7 @@ from typing import Callable
 import pandas as pd
 from .core import KitError, atomic_write, cpu_cores, runs_root
 from .training.core import Diverged
+from .data.records import pair_video_ids
 from .data.synth import SYNTH_PRESETS, generate, reference_table
 from .data.store import load_tokenizer, open_store
 from .stages.pretrain import PretrainConfig, pretrain
@@ -142,7 +143,7 @@ def _embed(a):
     what = a.split
     if a.split == 'valid':
         va = valid_pairs(store, a.run)
-        what = sorted(set(va.id1) | set(va.id2))
+        what = pair_video_ids(va)
     ids, emb = embed_run(a.run, store, what, a.which, batch_size=a.batch_size)
     print(f'{len(ids)} videos -> {save_embeddings(a.out, ids, emb)}')
 
@@ -264,7 +265,7 @@ def demo(data='data/demo', store_dir='data/demo_store', preset='demo', seed=0, p
     p = pretrain(pre)
     print(_fmt(pd.DataFrame({'first': p['first'], 'last': p['last']})))
     va = valid_pairs(store)
-    vids = sorted(set(va.id1) | set(va.id2))
+    vids = pair_video_ids(va)
     files = [_demo_member(k, data, store, store_dir, pre.run_dir, runs, seed, finetune_epochs, split, vids)
              for k in range(members)]
     solo = _demo_member(0, data, store, store_dir, None, runs, seed, finetune_epochs, split, vids) if scratch else None

@@ -12,8 +12,8 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['FRAME_DIM', 'FRAME_BYTES', 'EMB_DIM', 'KitError', 'DataError', 'widget_frontend', 'progress_bar', 'set_seed',
-           'cpu_cores', 'atomic_write', 'save_json', 'load_json', 'exclusive_lock', 'Config', 'RunFiles', 'claim_run',
-           'project_root', 'data_root', 'runs_root', 'run_dir']
+           'cpu_cores', 'l2_normalise', 'atomic_write', 'save_json', 'load_json', 'exclusive_lock', 'Config',
+           'RunFiles', 'claim_run', 'project_root', 'data_root', 'runs_root', 'run_dir']
 
 # %% ../nbs/00_core.ipynb #38f2f50a
 FRAME_DIM = 1536              # float16 values per frame
@@ -61,6 +61,12 @@ def cpu_cores() -> int:
     """The CPU cores this process may run on (its affinity where the OS reports one)."""
     return (len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity')
             else (os.cpu_count() or 1))
+
+# %% ../nbs/00_core.ipynb #6956382c
+def l2_normalise(x) -> np.ndarray:
+    """`x` scaled to unit L2 norm along its last axis (rows of zeros stay zeros)."""
+    x = np.asarray(x)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 # %% ../nbs/00_core.ipynb #e2429493
 @contextmanager

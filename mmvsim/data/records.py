@@ -17,7 +17,7 @@ from ..core import DataError, FRAME_DIM, FRAME_BYTES, KitError, atomic_write
 # %% auto #0
 __all__ = ['SPLITS', 'make_video', 'encode_video', 'decode_video', 'write_records', 'iter_raw_records', 'read_records',
            'count_records', 'read_labels', 'write_labels', 'merge_duplicate_pairs', 'read_tag_list', 'write_tag_list',
-           'competition_files', 'split_files', 'input_sizes', 'edge_case_competition']
+           'competition_files', 'split_files', 'input_sizes', 'mod5_mask', 'pair_video_ids', 'edge_case_competition']
 
 # %% ../../nbs/01_data.records.ipynb #178366d4
 def make_video(id, title='', asr_text='', frames=None, tag_id=None, category_id=-1) -> dict:
@@ -235,6 +235,25 @@ def input_sizes(data_dir, files, plan, splits) -> list[dict]:
     d = Path(data_dir)
     used = [p for _, p in plan] + [files['tag_list']] + ([files['label']] if 'pairwise' in splits else [])
     return [dict(file=Path(p).relative_to(d).as_posix(), bytes=Path(p).stat().st_size) for p in used]
+
+
+# %% ../../nbs/01_data.records.ipynb #77f6fd34
+def mod5_mask(pairs: pd.DataFrame) -> np.ndarray:
+    """The original's validation rule: both ids are integers divisible by 5."""
+    out = np.ones(len(pairs), bool)
+    for col in ('id1', 'id2'):
+        ids = pairs[col].astype(str)
+        bad = ~ids.str.fullmatch(r'-?\d+')
+        if bad.any():
+            raise KitError(f"split 'mod5' needs integer ids; {col} {ids[bad].iloc[0]!r} is not one "
+                           f"(use split='kfold' or 'kfold-strict')")
+        # divisibility by 5 is decided by the last digit
+        out &= ids.str[-1].isin(['0', '5']).to_numpy()
+    return out
+
+def pair_video_ids(pairs: pd.DataFrame) -> list[str]:
+    """The ids of the videos a pair table names, each once, sorted."""
+    return sorted(set(pairs.id1.astype(str)) | set(pairs.id2.astype(str)))
 
 
 # %% ../../nbs/01_data.records.ipynb #c7d053f7

@@ -15,15 +15,16 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 from threadpoolctl import threadpool_limits
-from ..core import Config, FRAME_DIM, KitError, load_json, progress_bar, save_json
-from .records import make_video, write_records, write_labels, write_tag_list
+from ..core import Config, FRAME_DIM, KitError, l2_normalise, load_json, progress_bar, save_json
+from .records import make_video, mod5_mask, write_records, write_labels, write_tag_list
 
 # %% auto #0
-__all__ = ['GENERATOR', 'SYNTH_PRESETS', 'SPECIALS', 'SynthConfig', 'synth_config', 'World', 'render_video', 'sample_pairs',
-           'summary', 'reference_scores', 'valid_mask', 'reference_table', 'generate']
+__all__ = ['META', 'GENERATOR', 'SYNTH_PRESETS', 'SPECIALS', 'SynthConfig', 'synth_config', 'World', 'render_video',
+           'sample_pairs', 'summary', 'reference_scores', 'reference_table', 'generate']
 
 # %% ../../nbs/02_data.synth.ipynb #1df0f4b0
 # meta.json's mark of a data set written here (its name since the first release)
+META = 'meta.json'           # a generated data set's description: sizes, settings, reference scores
 GENERATOR = 'mmvsim.synth'
 @dataclass
 class SynthConfig(Config):
@@ -70,7 +71,6 @@ SPECIALS = (['[PAD]'] + [f'[unused{i}]' for i in range(1, 100)]
             + ['[UNK]', '[CLS]', '[SEP]', '[MASK]'])
 _BLOCK_VIEWS = dict(title=(0, 1), asr=(1, 2), frames=(2, 3), tags=(3, 0))
 
-def _unit(x): return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 class World:
     """The global random structure of a synthetic data set, drawn from the seed."""
@@ -80,8 +80,8 @@ class World:
         D = c.latent_dim
         b = D // 4
         self.view_dim = 2 * b
-        self.cat1_dir = _unit(rng.standard_normal((c.cat1, D)))
-        self.cat2_dir = _unit(rng.standard_normal((c.cat1, c.cat2_per_cat1, D)))
+        self.cat1_dir = l2_normalise(rng.standard_normal((c.cat1, D)))
+        self.cat2_dir = l2_normalise(rng.standard_normal((c.cat1, c.cat2_per_cat1, D)))
         self.views = {k: np.concatenate([np.arange(i * b, (i + 1) * b) for i in bl])
                       for k, bl in _BLOCK_VIEWS.items()}
         # characters: CJK ideographs; the first 50 are the common "filler" characters
@@ -90,13 +90,13 @@ class World:
         self.filler = [''.join(rng.choice(self.chars[:50], rng.integers(1, 3))) for _ in range(40)]
         self.words = [''.join(rng.choice(self.chars[50:], rng.integers(2, 4)))
                       for _ in range(c.n_words)]
-        self.word_dir = _unit(rng.standard_normal((c.n_words, self.view_dim)))
+        self.word_dir = l2_normalise(rng.standard_normal((c.n_words, self.view_dim)))
         # words typical of a category
         self.cat_words = rng.integers(0, c.n_words, (c.cat1, c.cat2_per_cat1, 3))
         # tags: ids like the real ones (big integers), Zipf popularity, a direction in the tag view
         self.tag_ids = rng.choice(np.arange(1_000, 1_000 + 50 * c.n_tags), c.n_tags, replace=False)
         self.tag_logpop = -1.0 * np.log(rng.permutation(c.n_tags) + 1.0)
-        self.tag_dir = _unit(rng.standard_normal((c.n_tags, self.view_dim)))
+        self.tag_dir = l2_normalise(rng.standard_normal((c.n_tags, self.view_dim)))
         # frames: the frame view is lifted to 1536-d; scenes drift along a few shared directions
         self.frame_lift = rng.standard_normal((self.view_dim, FRAME_DIM)).astype(np.float32)
         self.scene_dirs = rng.standard_normal((8, FRAME_DIM)).astype(np.float32)
@@ -110,12 +110,12 @@ class World:
     def latents(self, rng, c1, c2):
         """Unit latents for videos of categories (c1, c2)."""
         z = (1.0 * self.cat1_dir[c1] + 0.9 * self.cat2_dir[c1, c2]
-             + _unit(rng.standard_normal((len(c1), self.cfg.latent_dim))))
-        return _unit(z)
+             + l2_normalise(rng.standard_normal((len(c1), self.cfg.latent_dim))))
+        return l2_normalise(z)
 
 # %% ../../nbs/02_data.synth.ipynb #a1a550f7
 def _draw_words(rng, w: World, zv, n, beta, p_cat, p_fill, c1, c2):
-    logits = beta * (_unit(zv) @ w.word_dir.T)
+    logits = beta * (l2_normalise(zv) @ w.word_dir.T)
     p = np.exp(logits - logits.max())
     p /= p.sum()
     cdf = p.cumsum()
@@ -134,7 +134,7 @@ def _noisy_text(rng, w: World, words, p_noise):
     return ''.join(w.chars[rng.integers(len(w.chars))] if f else ch for ch, f in zip(s, flip))
 
 def _frames(rng, w: World, zv, n):
-    m = (_unit(zv) * w.cfg.frame_signal) @ w.frame_lift                         # (1536,)
+    m = (l2_normalise(zv) * w.cfg.frame_signal) @ w.frame_lift                         # (1536,)
     s = np.zeros(8, np.float32)
     scene = np.empty((n, 8), np.float32)
     for t in range(n):
@@ -145,7 +145,7 @@ def _frames(rng, w: World, zv, n):
     return np.maximum(x * 0.5 + 0.5, 0).astype(np.float16)                      # (n, 1536)
 
 def _tags(rng, w: World, zv, n):
-    logits = 30 * (_unit(zv) @ w.tag_dir.T) + 0.5 * w.tag_logpop
+    logits = 30 * (l2_normalise(zv) @ w.tag_dir.T) + 0.5 * w.tag_logpop
     p = np.exp(logits - logits.max())
     p /= p.sum()
     return w.tag_ids[rng.choice(len(p), n, replace=False, p=p)]
@@ -188,7 +188,7 @@ def sample_pairs(rng, w: World, n_queries: int, used_ids: set):
                 pairs.append((q, int(rng.integers(0, len(z)))))
                 continue
             if r < 0.3:                                              # near-duplicate
-                zc, a, b = _unit(z[q] + 0.15 * rng.standard_normal(c.latent_dim)), c1[q], c2[q]
+                zc, a, b = l2_normalise(z[q] + 0.15 * rng.standard_normal(c.latent_dim)), c1[q], c2[q]
             else:
                 a = c1[q] if r < 0.85 else int(rng.integers(c.cat1))
                 b = c2[q] if r < 0.6 else int(rng.integers(c.cat2_per_cat1))
@@ -240,9 +240,7 @@ def reference_scores(pairs: pd.DataFrame, videos: dict) -> dict:
                            for a, b in zip(v1, v2)])
     return out
 
-def valid_mask(pairs: pd.DataFrame) -> np.ndarray:
-    """The original's validation rule: both ids divisible by 5."""
-    return ((pairs.id1.astype('int64') % 5 == 0) & (pairs.id2.astype('int64') % 5 == 0)).to_numpy()
+
 
 # %% ../../nbs/02_data.synth.ipynb #3b9a99e8
 def reference_table(meta: dict) -> pd.DataFrame:
@@ -286,7 +284,7 @@ def _write_pair_sets(cfg, w: World, tmp: Path, used: set, count_tags,
         write_labels(tmp/('pairwise/label.tsv' if tagged else f'hidden/{name}_label.tsv'),
                      ps['pairs'])
         if tagged:
-            scores['valid'] = reference_scores(ps['pairs'][valid_mask(ps['pairs'])], by_id)
+            scores['valid'] = reference_scores(ps['pairs'][mod5_mask(ps['pairs'])], by_id)
             scores['pairwise_all'] = reference_scores(ps['pairs'], by_id)
         else: scores[name] = reference_scores(ps['pairs'], by_id)
     return sizes, scores
@@ -294,7 +292,7 @@ def _write_pair_sets(cfg, w: World, tmp: Path, used: set, count_tags,
 # %% ../../nbs/02_data.synth.ipynb #514cf0b2
 def _is_synthetic(d: Path) -> bool:
     """Whether `d` holds a data set this kit generated."""
-    try: return load_json(d/'meta.json').get('generator') == GENERATOR
+    try: return load_json(d/META).get('generator') == GENERATOR
     except (OSError, ValueError, AttributeError): return False
 
 def _replace_dir(tmp: Path, out: Path):
@@ -368,7 +366,7 @@ def generate(out_dir, preset='demo', seed=0, progress=True, overwrite=False, wor
                 distinct_tags=len(tag_counts), tags_outside_list=len(tag_counts) - len(top),
                 bytes=sum(p.stat().st_size for p in files),
                 scores=scores, seconds=round(time.time() - t0, 1),
-                files=[str(p.relative_to(tmp)) for p in files] + ['meta.json'])
-    save_json(meta, tmp/'meta.json')
+                files=[str(p.relative_to(tmp)) for p in files] + [META])
+    save_json(meta, tmp/META)
     _replace_dir(tmp, out)
     return meta

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 from sklearn.decomposition import TruncatedSVD
-from ..core import EMB_DIM, KitError, atomic_write, save_json
+from ..core import EMB_DIM, KitError, atomic_write, l2_normalise, save_json
 from .submit import as_embeddings, pair_vectors, write_submission
 from ..training.stage import pair_metrics
 
@@ -57,7 +57,7 @@ def normalise_weights(weights, n: int) -> np.ndarray:
 def weighted_concat(embs, weights) -> np.ndarray:
     """`[√w_1·e_1/|e_1|, √w_2·e_2/|e_2|, ...]`: the `(N, ΣD)` concatenation whose cosines are Σ w·cos
     (weight-0 members left out)."""
-    return np.hstack([np.sqrt(w) * e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+    return np.hstack([np.sqrt(w) * l2_normalise(e)
                       for w, e in zip(weights, embs) if w > 0]).astype(np.float32)                    # (N, ΣD)
 
 def blend(members, weights=None, dim: int = EMB_DIM, seed: int = 0) -> tuple[list[str], np.ndarray, dict]:
@@ -98,7 +98,7 @@ def _objective(members, pairs, objective: str, dim: int, seed: int):
         raise KitError(f"objective must be 'blend' or 'concat', got {objective!r}")
     ids, embs = align_members(members)
     if objective == 'concat':
-        vecs = [pair_vectors(ids, e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12), pairs) for e in embs]
+        vecs = [pair_vectors(ids, l2_normalise(e), pairs) for e in embs]
         c = np.stack([(a * b).sum(1) for a, b, _ in vecs], 1)                                    # (P, n) member cosines
         return len(embs), lambda w: float(spearmanr(c @ w, vecs[0][2])[0])
     def score(w):

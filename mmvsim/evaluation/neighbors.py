@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 import numpy as np
 import pandas as pd
-from ..core import KitError
+from ..core import KitError, l2_normalise
 
 # %% auto #0
 __all__ = ['EXACT_UP_TO', 'INDEX_KINDS', 'NeighborIndex', 'build_index', 'search', 'neighbors', 'near_duplicates']
@@ -29,7 +29,7 @@ def _unit(emb) -> np.ndarray:
     x = np.ascontiguousarray(emb, dtype=np.float32)                                  # (N, D)
     if x.ndim != 2 or not np.isfinite(x).all():
         raise KitError(f'embeddings must be a finite (N, D) array, got {x.shape}')
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return l2_normalise(x)
 
 def build_index(ids, emb, kind: str = 'auto', hnsw_m: int = 32, ef_construction: int = 80,
                 ef_search: int = 128) -> NeighborIndex:

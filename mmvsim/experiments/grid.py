@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 from ..core import DataError, KitError, cpu_cores, load_json, project_root
-from ..data.synth import generate
+from ..data.synth import META, generate
 from ..data.store import load_tokenizer, open_store
 from ..stages.pretrain import PretrainConfig
 from ..stages.finetune import FinetuneConfig
@@ -19,13 +19,15 @@ from ..stages.finetune import FinetuneConfig
 __all__ = ['Grid', 'load_grid', 'Job', 'job_config', 'plan_grid', 'estimate_hours', 'ensure_data', 'prepare_data']
 
 # %% ../../nbs/13a_experiments.grid.ipynb #05e0333c
-_GRID_KEYS = {'name', 'data', 'runs', 'seeds', 'pretrain_seeds', 'test_splits', 'pretrain', 'finetune', 'tables',
-              'blend', 'threads', 'jobs', 'gpu_samples_per_s'}
+_GRID_KEYS = {'name', 'data', 'runs', 'seeds', 'pretrain_seeds', 'test_splits', 'pretrain',
+              'finetune', 'tables', 'blend', 'threads', 'jobs', 'gpu_samples_per_s'}
 _ROW_KEYS = {'pretrain', 'finetune', 'original', 'as'}
-_BLEND = {'sizes': [1, 2, 3, 5], 'weights': 'equal', 'original': []}   # a grid's blend: these unless it says
+# a grid's blend: these unless it says
+_BLEND = {'sizes': [1, 2, 3, 5], 'weights': 'equal', 'original': []}
 _STAGE_FIELDS = {'pretrain': {f.name for f in fields(PretrainConfig)},
                  'finetune': {f.name for f in fields(FinetuneConfig)}}
-_PLACED = {'pretrain': {'data_dir', 'store_dir', 'run_dir', 'seed'},    # set by the runner, not by a grid
+# set by the runner, not by a grid
+_PLACED = {'pretrain': {'data_dir', 'store_dir', 'run_dir', 'seed'},
            'finetune': {'data_dir', 'store_dir', 'run_dir', 'pretrained', 'seed'}}
 
 @dataclass
@@ -35,30 +37,38 @@ class Grid:
     name: str
     data: dict
     runs: Path
-    seeds: list                      # finetuning seeds of every row, dealt out among the pretraining seeds
+    # finetuning seeds of every row, dealt out among the pretraining seeds
+    seeds: list
     test_splits: list
     pretrain: dict
     finetune: dict
     tables: dict
-    blend: dict = field(default_factory=lambda: dict(_BLEND))   # the ensemble curve's sizes, original, weights
-    pretrain_seeds: list = field(default_factory=lambda: [0])   # one pretraining run of each row per seed
-    threads: int = 0                 # torch threads per run; 0 = the cores divided among the parallel runs
-    jobs: int = 0                    # parallel runs; 0 = the measured best for this machine (see `runner.default_jobs`)
-    gpu_samples_per_s: float = 0     # a GPU pretraining throughput, to estimate run times (see `estimate_hours`)
+    # the ensemble curve's sizes, original, weights
+    blend: dict = field(default_factory=lambda: dict(_BLEND))
+    # one pretraining run of each row per seed
+    pretrain_seeds: list = field(default_factory=lambda: [0])
+    # torch threads per run; 0 = the cores divided among the parallel runs
+    threads: int = 0
+    # parallel runs; 0 = the measured best for this machine (see `runner.default_jobs`)
+    jobs: int = 0
+    # a GPU pretraining throughput, to estimate run times (see `estimate_hours`)
+    gpu_samples_per_s: float = 0
 
     def seeds_of(self, pretrain_seed: int | None) -> list:
-        """The finetuning seeds of a pretraining run with `pretrain_seed` (all of them without pretraining)."""
+        """The finetuning seeds of pretraining seed `pretrain_seed` (all, without pretraining)."""
         if pretrain_seed is None: return list(self.seeds)
         k = len(self.seeds) // len(self.pretrain_seeds)
         i = self.pretrain_seeds.index(pretrain_seed)
         return list(self.seeds[i * k:(i + 1) * k])
 
 def _check_settings(path, where, stage, d):
-    if not isinstance(d, dict): raise DataError(path, f'{stage} settings must be a mapping, got {d!r}', where)
+    if not isinstance(d, dict):
+        raise DataError(path, f'{stage} settings must be a mapping, got {d!r}', where)
     bad = set(d) - _STAGE_FIELDS[stage]
     if bad: raise DataError(path, f'unknown {stage} settings {sorted(bad)}', where)
     placed = set(d) & _PLACED[stage]
-    if placed: raise DataError(path, f'{sorted(placed)} are set by the runner, not by a grid', where)
+    if placed:
+        raise DataError(path, f'{sorted(placed)} are set by the runner, not by a grid', where)
 
 # %% ../../nbs/13a_experiments.grid.ipynb #8ad14c97
 def _check_table(path, name, t):
@@ -71,37 +81,44 @@ def _check_table(path, name, t):
         r = r or {}
         t['rows'][row] = r
         if set(r) - _ROW_KEYS:
-            raise DataError(path, f'unknown keys {sorted(set(r) - _ROW_KEYS)}', f'{where} row {row!r}')
+            raise DataError(path, f'unknown keys {sorted(set(r) - _ROW_KEYS)}',
+                            f'{where} row {row!r}')
         for stage in ('pretrain', 'finetune'):
-            if r.get(stage) is not None: _check_settings(path, f'{where} row {row!r}', stage, r[stage])
+            if r.get(stage) is not None:
+                _check_settings(path, f'{where} row {row!r}', stage, r[stage])
         if 'original' in r and len(r['original']) != 4:
-            raise DataError(path, 'original must be [spearman, spearman std, mse, mse std]', f'{where} row {row!r}')
+            raise DataError(path, 'original must be [spearman, spearman std, mse, mse std]',
+                            f'{where} row {row!r}')
     for f in t.get('findings') or []:
         if len(f) != 2 or not set(f) <= set(t['rows']):
-            raise DataError(path, f'a finding is [better row, worse row] of this table, got {f!r}', where)
+            raise DataError(path, f'a finding is [better row, worse row] of this table, got {f!r}',
+                            where)
 
 def _check_seeds(path, seeds, pre):
     for name, s in (('seeds', seeds), ('pretrain_seeds', pre)):
         if not s or len(set(s)) != len(s) or not all(isinstance(x, int) for x in s):
             raise DataError(path, f'{name} must be a list of distinct integers, got {s!r}')
     if len(seeds) % len(pre):
-        raise DataError(path, f'the {len(seeds)} finetuning seeds cannot be dealt out evenly among the {len(pre)} '
-                              f'pretraining seeds: give a multiple of {len(pre)}')
+        raise DataError(path, f'the {len(seeds)} finetuning seeds cannot be dealt out evenly among '
+                              f'the {len(pre)} pretraining seeds: give a multiple of {len(pre)}')
 
 def _check_blend(path, b):
-    if set(b) - set(_BLEND): raise DataError(path, f'unknown keys {sorted(set(b) - set(_BLEND))}', 'blend')
+    if set(b) - set(_BLEND):
+        raise DataError(path, f'unknown keys {sorted(set(b) - set(_BLEND))}', 'blend')
     b = {**_BLEND, **b}
     sizes = b['sizes']
-    if not sizes or any(not isinstance(k, int) or k < 1 for k in sizes) or sorted(set(sizes)) != list(sizes):
+    if (not sizes or any(not isinstance(k, int) or k < 1 for k in sizes)
+            or sorted(set(sizes)) != list(sizes)):
         raise DataError(path, f'sizes must be increasing integers >= 1, got {sizes!r}', 'blend')
     if b['original'] and len(b['original']) != len(sizes):
-        raise DataError(path, f"original needs one number per size ({len(sizes)}), got {b['original']!r}", 'blend')
+        raise DataError(path, f"original needs one number per size ({len(sizes)}), "
+                              f"got {b['original']!r}", 'blend')
     if b['weights'] not in ('equal', 'valid'):
         raise DataError(path, f"weights must be 'equal' or 'valid', got {b['weights']!r}", 'blend')
     return b
 
 def load_grid(path, runs=None, data=None) -> Grid:
-    """Read and check a grid file; `runs` and `data` override where its run directories and its data set are."""
+    """Read and check a grid file; `runs` and `data` override where its runs and data set are."""
     path = Path(path)
     try: g = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e: raise DataError(path, f'not valid YAML ({e})') from None
@@ -119,9 +136,11 @@ def load_grid(path, runs=None, data=None) -> Grid:
     at = lambda p: Path(p) if Path(p).is_absolute() else root/p
     d = dict(g['data'])
     d['dir'] = str(at(data or d['dir']))
-    return Grid(path, g['name'], d, Path(runs) if runs else at(g.get('runs', f"runs/ablate-{g['name']}")),
-                seeds, list(g.get('test_splits', [])), g.get('pretrain') or {}, g.get('finetune') or {},
-                g['tables'], blend, pre, int(g.get('threads', 0)), int(g.get('jobs', 0)),
+    return Grid(path, g['name'], d,
+                Path(runs) if runs else at(g.get('runs', f"runs/ablate-{g['name']}")),
+                seeds, list(g.get('test_splits', [])), g.get('pretrain') or {},
+                g.get('finetune') or {}, g['tables'], blend, pre, int(g.get('threads', 0)),
+                int(g.get('jobs', 0)),
                 float(g.get('gpu_samples_per_s', 0)))
 
 # %% ../../nbs/13a_experiments.grid.ipynb #96662135
@@ -130,23 +149,24 @@ class Job:
     """One run of a grid: a stage notebook executed by papermill into its own run directory."""
     name: str                        # the run directory's name under the grid's runs folder
     kind: str                        # 'pretrain' | 'finetune'
-    params: dict                     # papermill parameters: the stage config's fields (and test_splits)
+    params: dict                     # papermill parameters: the stage config's fields, test_splits
     deps: list = field(default_factory=list)   # names of the jobs that must be complete first
     rows: list = field(default_factory=list)   # (table, row, seed) this run reports
-    tag: str = ''                    # what the run is, in words: size, tasks, epochs (and pretraining seed)
+    tag: str = ''                    # the run in words: size, tasks, epochs (and pretraining seed)
 
 def job_config(job: Job):
     """The stage config a job's notebook builds from its parameters (checked as it is built)."""
     cls = PretrainConfig if job.kind == 'pretrain' else FinetuneConfig
     return cls(**{k: v for k, v in job.params.items() if k != 'test_splits'})
 
-def _key(d: dict) -> str: return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:6]
+def _key(d: dict) -> str:
+    return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:6]
 def _slug(s) -> str: return re.sub(r'[^A-Za-z0-9.]+', '-', str(s)).strip('-').lower()
 
 def _pretrain_job(grid: Grid, over: dict, seed: int) -> Job:
-    """The pretraining run of a row for one seed: the base config with the row's overrides, named by its settings."""
+    """A row's pretraining run for one seed: base config plus the row's overrides, named by them."""
     p = {**grid.pretrain, **over, 'seed': seed, 'data_dir': grid.data['dir']}
-    cfg = job_config(Job('', 'pretrain', p))                                        # checks every value now
+    cfg = job_config(Job('', 'pretrain', p))   # checks every value now
     size = 'bert' if cfg.bert_path else cfg.model_size
     tag = f"{_slug(size)}-{_slug(cfg.tasks.replace(',', '+'))}-e{cfg.epochs}-p{seed}"
     return Job(f'pre-{tag}-{_key(p)}', 'pretrain', p, tag=tag)
@@ -154,12 +174,13 @@ def _pretrain_job(grid: Grid, over: dict, seed: int) -> Job:
 def _finetune_job(grid: Grid, row: dict, pre: Job | None, seed: int) -> Job:
     """A row's finetuning run for one seed, from its pretraining run or (with none) from scratch."""
     size = {**grid.pretrain, **(row.get('pretrain') or {})}.get('model_size', 'tiny')
-    start = dict(pretrained=str(grid.runs/pre.name), model_size='') if pre else dict(model_size=size)
-    p = {**grid.finetune, **(row.get('finetune') or {}), **start, 'seed': seed, 'data_dir': grid.data['dir'],
-         'test_splits': ','.join(grid.test_splits)}
+    start = (dict(pretrained=str(grid.runs/pre.name), model_size='') if pre
+             else dict(model_size=size))
+    p = {**grid.finetune, **(row.get('finetune') or {}), **start, 'seed': seed,
+         'data_dir': grid.data['dir'], 'test_splits': ','.join(grid.test_splits)}
     tag = pre.tag if pre else f'scratch-{_slug(size)}'
     job = Job(f'ft-{tag}-{_key(p)}-s{seed}', 'finetune', p, [pre.name] if pre else [], tag=tag)
-    job_config(job)                                                                 # checks every value now
+    job_config(job)                            # checks every value now
     return job
 
 # %% ../../nbs/13a_experiments.grid.ipynb #c88359d7
@@ -170,7 +191,8 @@ def plan_grid(grid: Grid) -> list[Job]:
         for row, r in t['rows'].items():
             scratch = 'pretrain' in r and r['pretrain'] is None
             over = r.get('pretrain') or {}
-            starts = [None] if scratch else [_pretrain_job(grid, over, s) for s in grid.pretrain_seeds]
+            starts = ([None] if scratch else
+                      [_pretrain_job(grid, over, s) for s in grid.pretrain_seeds])
             for pj in starts:
                 if pj is not None: pj = pre.setdefault(pj.name, pj)
                 for seed in grid.seeds_of(None if pj is None else pj.params['seed']):
@@ -180,16 +202,19 @@ def plan_grid(grid: Grid) -> list[Job]:
 
 # %% ../../nbs/13a_experiments.grid.ipynb #83d099c8
 def estimate_hours(grid: Grid, samples_per_s: float = 0) -> pd.DataFrame:
-    """Estimated hours of every run of the grid at `samples_per_s` pretraining samples/s of the `large` model."""
+    """Estimated hours of each grid run at `samples_per_s` pretraining samples/s of `large`."""
     from mmvsim.model.encoder import flops_per_sample, model_config
     sps = samples_per_s or grid.gpu_samples_per_s
     if not sps: raise KitError('give samples_per_s (or gpu_samples_per_s in the grid)')
-    meta = Path(grid.data['dir'])/'meta.json'
+    meta = Path(grid.data['dir'])/META
     sizes = load_json(meta)['sizes'] if meta.exists() else {}
     videos = grid.data.get('videos') or sizes.get('pointwise', 0) + sizes.get('pairwise', 0)
     pairs = grid.data.get('pairs') or sizes.get('pairwise_pairs', 0)
-    if not videos: raise KitError(f'{grid.path}: no data at {grid.data["dir"]}; give data.videos and data.pairs')
-    cost = lambda size: flops_per_sample(model_config(size), 68) / flops_per_sample(model_config('large'), 68)
+    if not videos:
+        raise KitError(f'{grid.path}: no data at {grid.data["dir"]}; '
+                       'give data.videos and data.pairs')
+    cost = lambda size: (flops_per_sample(model_config(size), 68)
+                         / flops_per_sample(model_config('large'), 68))
     lines = []
     for j in plan_grid(grid):
         c, data = job_config(j), (videos if j.kind == 'pretrain' else pairs)
@@ -197,8 +222,10 @@ def estimate_hours(grid: Grid, samples_per_s: float = 0) -> pd.DataFrame:
         n = data * epochs * (1 if j.kind == 'pretrain' else 2)
         size = c.model_size or _inherited_size(grid, j)
         tasks = c.tasks if j.kind == 'pretrain' else ''
-        passes = 1 + ('itm' in tasks) + 2 * ('itc' in tasks)      # ITM and ITC encode the batch again (ITC twice)
-        lines.append(dict(run=j.name, kind=j.kind, model_size=size, epochs=epochs, encoder_passes=passes, samples=n,
+        # ITM and ITC encode the batch again (ITC twice)
+        passes = 1 + ('itm' in tasks) + 2 * ('itc' in tasks)
+        lines.append(dict(run=j.name, kind=j.kind, model_size=size, epochs=epochs,
+                          encoder_passes=passes, samples=n,
                           hours=n * passes * cost(size) / sps / 3600))
     return pd.DataFrame(lines)
 
@@ -209,23 +236,24 @@ def _inherited_size(grid: Grid, job: Job) -> str:
 
 # %% ../../nbs/13a_experiments.grid.ipynb #088de250
 def ensure_data(data, preset: str, seed: int = 0, regenerate=False, progress=True) -> dict:
-    """The synthetic data set `preset`, `seed` at `data`, generated when missing (or another, with `regenerate`)."""
+    """Data set `preset`, `seed` at `data`, generated if missing (or another, with `regenerate`)."""
     d = Path(data)
-    if (d/'meta.json').exists():
-        meta = load_json(d/'meta.json')
+    if (d/META).exists():
+        meta = load_json(d/META)
         have = meta['config']
         if (have['preset'], have['seed']) == (preset, seed): return meta
         if not regenerate:
-            raise DataError(d/'meta.json', f"holds preset {have['preset']!r} seed {have['seed']}; "
-                                           f"the grid asks for {preset!r} seed {seed}")
+            raise DataError(d/META, f"holds preset {have['preset']!r} seed {have['seed']}; "
+                                    f"the grid asks for {preset!r} seed {seed}")
         print(f'{data} holds another synthetic data set: regenerating')
     elif d.exists() and any(d.iterdir()):
         raise FileExistsError(f'{data} exists and is not a synthetic data set: pass another --data')
     return generate(d, preset, seed, progress=progress, overwrite=True, workers=cpu_cores())
 
 def prepare_data(grid: Grid, progress=True):
-    """Generate the grid's synthetic data set when missing, and build its store once; returns the store."""
+    """Make the grid's synthetic data set if missing and build its store once; returns the store."""
     d = grid.data['dir']
-    if grid.data.get('preset'): ensure_data(d, grid.data['preset'], grid.data.get('seed', 0), progress=progress)
+    if grid.data.get('preset'):
+        ensure_data(d, grid.data['preset'], grid.data.get('seed', 0), progress=progress)
     cfg = PretrainConfig(**{**grid.pretrain, 'data_dir': d}).resolved()
     return open_store(d, cfg.store_dir, load_tokenizer(cfg.tokenizer), progress=progress)

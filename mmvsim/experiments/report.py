@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 from ..core import DataError, KitError, RunFiles, load_json
-from ..data.records import read_labels
+from ..data.records import pair_video_ids, read_labels
+from ..data.synth import META
 from ..training.core import read_metrics
 from ..training.stage import cosine_metrics, rank_target
 from ..stages.finetune import valid_pairs
@@ -59,7 +60,7 @@ def _complete(results: pd.DataFrame, table: str, row: str) -> pd.DataFrame:
 
 def _oracle(grid: Grid) -> dict:
     """The generator's oracle Spearman on the validation pairs and (pair-weighted) on the test splits."""
-    s = load_json(Path(grid.data['dir'])/'meta.json')['scores']
+    s = load_json(Path(grid.data['dir'])/META)['scores']
     test = [s[k] for k in grid.test_splits if k in s]
     t = sum(x['oracle'] * x['pairs'] for x in test) / sum(x['pairs'] for x in test) if test else float('nan')
     return dict(valid_spearman=s['valid']['oracle'], test_spearman=t)
@@ -246,9 +247,9 @@ def grid_blend(grid: Grid, curve: pd.DataFrame, results: pd.DataFrame, out_dir, 
     if len(members) < 2: raise KitError(f'{len(members)} finished member(s): a blend needs two')
     store = prepare_data(grid, progress)
     va = valid_pairs(store)
-    vids = sorted(set(va.id1) | set(va.id2))
+    vids = pair_video_ids(va)
     labels = pd.concat([read_labels(hidden_labels(grid.data['dir'], s)) for s in grid.test_splits], ignore_index=True)
-    tids = sorted(set(labels.id1) | set(labels.id2))
+    tids = pair_video_ids(labels)
     test = {k: embed_run(r, store, tids, progress=progress) for k, r in members.items()}
     valid = {k: embed_run(r, store, vids, progress=progress) for k, r in members.items()}
     w = grid.blend['weights']

@@ -15,11 +15,13 @@ __all__ = ['COMPLETE', 'FAILED', 'QUICK_GRID', 'kit_root', 'job_status', 'run_lo
            'Scheduler', 'run_grid', 'list_commands', 'write_report', 'add_ablate_args', 'ablate', 'main']
 
 # %% ../../nbs/13b_experiments.runner.ipynb #51336353
-COMPLETE, FAILED = 'complete.json', 'failed.json'   # the markers of a finished run and of a failed one, in its folder
-QUICK_GRID = 'nbs/experiments/grids/quick.yaml'   # tiny data, one seed, a few steps: the runner end to end in a minute
+# the markers of a finished run and of a failed one, in its folder
+COMPLETE, FAILED = 'complete.json', 'failed.json'
+# tiny data, one seed, a few steps: the runner end to end in a minute
+QUICK_GRID = 'nbs/experiments/grids/quick.yaml'
 
 def kit_root() -> Path:
-    """The checkout the kit runs from: its `nbs/experiments/` holds the notebooks a grid executes."""
+    """The checkout the kit runs from: its `nbs/experiments/` holds the notebooks grids run."""
     import mmvsim
     return Path(mmvsim.__file__).resolve().parent.parent
 
@@ -34,10 +36,11 @@ def run_lock(run: Path, wait: float = 120.0):
     return exclusive_lock(run/'.lock', wait, what=str(run))
 
 def _error(e: BaseException) -> dict:
-    """What the failure marker records of an exception (papermill's carry the failing cell's error and traceback)."""
+    """The failure marker of an exception (papermill's carry the cell's error and traceback)."""
     tb = '\n'.join(getattr(e, 'traceback', None) or traceback.format_exception(e))
     return dict(error=f"{getattr(e, 'ename', type(e).__name__)}: {getattr(e, 'evalue', e)}",
-                traceback=re.sub(r'\x1b\[[0-9;]*m', '', tb)[-4000:])                  # without the terminal colours
+                # without the terminal colours
+                traceback=re.sub(r'\x1b\[[0-9;]*m', '', tb)[-4000:])
 
 # %% ../../nbs/13b_experiments.runner.ipynb #a73ebacd
 def run_job(grid: Grid, job: Job) -> str:
@@ -49,13 +52,16 @@ def run_job(grid: Grid, job: Job) -> str:
         (run/FAILED).unlink(missing_ok=True)
         t0, params = time.time(), {**job.params, 'run_dir': str(run)}
         try:
-            pm.execute_notebook(str(kit_root()/'nbs'/'experiments'/f'{job.kind}.ipynb'), str(run/f'{job.kind}.ipynb'),
-                                parameters=params, cwd=str(kit_root()), progress_bar=False, log_output=False)
+            pm.execute_notebook(str(kit_root()/'nbs'/'experiments'/f'{job.kind}.ipynb'),
+                                str(run/f'{job.kind}.ipynb'), parameters=params,
+                                cwd=str(kit_root()), progress_bar=False, log_output=False)
         except Exception as e:
-            save_json(dict(job=job.name, params=params, seconds=round(time.time() - t0, 1), **_error(e)), run/FAILED)
+            save_json(dict(job=job.name, params=params, seconds=round(time.time() - t0, 1),
+                           **_error(e)), run/FAILED)
             return 'failed'
-        save_json(dict(job=job.name, params=params, seconds=round(time.time() - t0, 1), threads=_threads(),
-                       finished=time.strftime('%Y-%m-%d %H:%M:%S')), run/COMPLETE)
+        save_json(dict(job=job.name, params=params, seconds=round(time.time() - t0, 1),
+                       threads=_threads(), finished=time.strftime('%Y-%m-%d %H:%M:%S')),
+                  run/COMPLETE)
         return 'complete'
 
 def _threads() -> int:
@@ -70,29 +76,33 @@ def _cuda_devices() -> int:
     except Exception: return 0
 
 def default_jobs() -> int:
-    """Parallel runs: one per GPU; on CPU one per core with one thread each, the fastest measured here."""
+    """Parallel runs: one per GPU; on CPU one per core, one thread each (measured fastest here)."""
     return _cuda_devices() or cpu_cores()
 
 def job_command(grid: Grid, job: Job) -> list[str]:
     """The self-contained command line that runs one job."""
-    return [sys.executable, '-m', 'mmvsim.experiments.runner', str(grid.path), '--runs', str(grid.runs),
-            '--data', grid.data['dir'], '--run', job.name]
+    return [sys.executable, '-m', 'mmvsim.experiments.runner', str(grid.path),
+            '--runs', str(grid.runs), '--data', grid.data['dir'], '--run', job.name]
 
 def _die_with_parent():
-    if sys.platform.startswith('linux'): ctypes.CDLL(None).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+    # PR_SET_PDEATHSIG
+    if sys.platform.startswith('linux'): ctypes.CDLL(None).prctl(1, signal.SIGKILL)
 
 def _log(msg): print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 # %% ../../nbs/13b_experiments.runner.ipynb #092c6f88
 class Scheduler:
-    """The jobs of a grid in parallel processes, each once the runs it needs are complete, at most `jobs` at a time."""
-    def __init__(self, grid: Grid, plan: list[Job], jobs: int, threads: int = 1, command=job_command):
+    """A grid's jobs run in parallel, each once its runs are complete, at most `jobs` at a time."""
+    def __init__(self, grid: Grid, plan: list[Job], jobs: int, threads: int = 1,
+                 command=job_command):
         names = {j.name for j in plan}
-        if any(d not in names for j in plan for d in j.deps): raise KitError('a job needs a run that is not planned')
+        if any(d not in names for j in plan for d in j.deps):
+            raise KitError('a job needs a run that is not planned')
         self.grid, self.jobs, self.threads, self.command = grid, jobs, threads, command
-        self.done = {j.name for j in plan if job_status(grid.runs/j.name) == 'complete'}   # these never run again
-        self.pending = [j for j in plan if j.name not in self.done]                       # in the order to start
-        self.running: dict[str, tuple] = {}                                               # name -> (process, slot, t0)
+        # these never run again
+        self.done = {j.name for j in plan if job_status(grid.runs/j.name) == 'complete'}
+        self.pending = [j for j in plan if j.name not in self.done]   # in the order to start
+        self.running: dict[str, tuple] = {}                           # name -> (process, slot, t0)
         self.failed: set[str] = set()
 
     def status(self, name: str) -> str:
@@ -102,7 +112,7 @@ class Scheduler:
         return 'running' if name in self.running else 'pending'
 
     def start_ready(self):
-        """Start the pending jobs whose runs are done while fewer than `jobs` run; fail those whose runs failed."""
+        """Start ready pending jobs while fewer than `jobs` run; fail those whose runs failed."""
         for j in list(self.pending):
             bad = [d for d in j.deps if d in self.failed]
             if bad:
@@ -116,7 +126,7 @@ class Scheduler:
                 _log(f'start {j.name}')
 
     def poll(self):
-        """Collect the jobs whose process ended: complete by their marker, else failed (recorded when unmarked)."""
+        """Collect ended jobs: complete by their marker, else failed (recorded if unmarked)."""
         for name, (p, _, t0) in list(self.running.items()):
             if p.poll() is None: continue
             del self.running[name]
@@ -124,7 +134,8 @@ class Scheduler:
             if status == 'complete': self.done.add(name)
             elif status == 'failed': self.failed.add(name)
             else: self._fail(name, f'the run process ended with exit code {p.returncode}')
-            err = '' if name in self.done else ': ' + load_json(self.grid.runs/name/FAILED)['error'][:200]
+            err = ('' if name in self.done else
+                   ': ' + load_json(self.grid.runs/name/FAILED)['error'][:200])
             _log(f'{self.status(name)} {name} ({time.time() - t0:.0f} s){err}')
 
     def run(self) -> Scheduler:
@@ -140,25 +151,29 @@ class Scheduler:
         save_json(dict(job=name, error=error), self.grid.runs/name/FAILED)
 
     def _start(self, job: Job, slot: int) -> subprocess.Popen:
-        """The job's process: `threads` threads, its own GPU of several, its output in the run's `runner.log`."""
-        env = dict(os.environ, OMP_NUM_THREADS=str(self.threads), MKL_NUM_THREADS=str(self.threads), TQDM_DISABLE='1')
+        """The job's process: `threads` threads, its own GPU of several, output to `runner.log`."""
+        env = dict(os.environ, OMP_NUM_THREADS=str(self.threads), MKL_NUM_THREADS=str(self.threads),
+                   TQDM_DISABLE='1')
         if _cuda_devices() > 1: env['CUDA_VISIBLE_DEVICES'] = str(slot % _cuda_devices())
         run = self.grid.runs/job.name
         run.mkdir(parents=True, exist_ok=True)
-        with open(run/'runner.log', 'a') as log:                          # the child writes to its own copy
-            return subprocess.Popen(self.command(self.grid, job), env=env, stdout=log, stderr=subprocess.STDOUT,
-                                    preexec_fn=_die_with_parent, cwd=str(kit_root()))
+        with open(run/'runner.log', 'a') as log:   # the child writes to its own copy
+            return subprocess.Popen(self.command(self.grid, job), env=env, stdout=log,
+                                    stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
+                                    cwd=str(kit_root()))
 
 # %% ../../nbs/13b_experiments.runner.ipynb #6562089b
 def run_grid(grid: Grid, jobs: int = 0, threads: int = 0, progress=True) -> pd.DataFrame:
-    """Run every run of the grid that is not complete, in parallel processes; returns each run's status."""
+    """Run the grid's runs not yet complete, in parallel processes; returns each run's status."""
     grid.runs.mkdir(parents=True, exist_ok=True)
     prepare_data(grid, progress)
     plan = plan_grid(grid)
     jobs = jobs or grid.jobs or default_jobs()
     threads = threads or grid.threads or max(1, cpu_cores() // jobs)
-    cost = dict(zip(*estimate_hours(grid, 1.0)[['run', 'hours']].to_numpy().T))    # relative run times
-    order = sorted(plan, key=lambda j: (j.kind != 'pretrain', -cost[j.name]))      # pretraining first, longest first
+    # relative run times
+    cost = dict(zip(*estimate_hours(grid, 1.0)[['run', 'hours']].to_numpy().T))
+    # pretraining first, longest first
+    order = sorted(plan, key=lambda j: (j.kind != 'pretrain', -cost[j.name]))
     s = Scheduler(grid, order, jobs, threads)
     _log(f'{grid.name}: {len(plan)} runs, {len(s.done)} complete, {len(s.pending)} to run; '
          f'{jobs} in parallel, {threads} threads each')
@@ -171,39 +186,50 @@ def list_commands(grid: Grid) -> str:
     import shlex
     plan = [j for j in plan_grid(grid) if job_status(grid.runs/j.name) != 'complete']
     out = []
-    for phase, (kind, what) in enumerate((('pretrain', 'pretraining'), ('finetune', 'finetuning, after phase 1')), 1):
+    for phase, (kind, what) in enumerate((('pretrain', 'pretraining'),
+                                          ('finetune', 'finetuning, after phase 1')), 1):
         js = [j for j in plan if j.kind == kind]
         out.append(f'# phase {phase}: {what}, {len(js)} runs')
-        out += [f'cd {shlex.quote(str(kit_root()))} && {shlex.join(job_command(grid, j))}' for j in js]
+        out += [f'cd {shlex.quote(str(kit_root()))} && {shlex.join(job_command(grid, j))}'
+                for j in js]
     return '\n'.join(out)
 
 # %% ../../nbs/13b_experiments.runner.ipynb #057d2572
 def write_report(grid: Grid) -> Path:
-    """Execute the report notebook for the grid into `<runs>/report/report.ipynb`; returns the report folder."""
+    """Execute the grid's report notebook into `<runs>/report/report.ipynb`; returns its folder."""
     import papermill as pm
     out = grid.runs/'report'
     out.mkdir(parents=True, exist_ok=True)
     root = kit_root()
-    pm.execute_notebook(str(root/'nbs'/'experiments'/'report.ipynb'), str(out/'report.ipynb'), cwd=str(root),
-                        parameters=dict(grid=str(grid.path), runs=str(grid.runs), data=grid.data['dir']),
+    pm.execute_notebook(str(root/'nbs'/'experiments'/'report.ipynb'), str(out/'report.ipynb'),
+                        cwd=str(root), parameters=dict(grid=str(grid.path), runs=str(grid.runs),
+                                                       data=grid.data['dir']),
                         progress_bar=False)
     return out
 
 def add_ablate_args(p):
     """The options of `mmvsim ablate`."""
     p.add_argument('grid', nargs='?', default='nbs/experiments/grids/cpu.yaml', help='a grid file')
-    p.add_argument('--quick', action='store_true', help=f'run {QUICK_GRID} (tiny data, a few steps)')
-    p.add_argument('--runs', default='', help="where the run directories go (default: the grid's runs)")
+    p.add_argument('--quick', action='store_true',
+                   help=f'run {QUICK_GRID} (tiny data, a few steps)')
+    p.add_argument('--runs', default='',
+                   help="where the run directories go (default: the grid's runs)")
     p.add_argument('--data', default='', help="the data set's folder (default: the grid's)")
     p.add_argument('--jobs', type=int, default=0,
-                   help="parallel runs (default: the grid's jobs, else one per GPU, else one per core)")
-    p.add_argument('--threads', type=int, default=0, help='torch threads per run (default: cores / jobs)')
-    p.add_argument('--run', default='', help='run only this run of the grid (what each parallel process does)')
-    p.add_argument('--list', action='store_true', help='print every pending run as a shell command, by phase')
-    p.add_argument('--report', action='store_true', help='only collect the results and write the report')
-    p.add_argument('--estimate', nargs='?', type=float, const=0.0, default=None, metavar='SAMPLES_PER_S',
-                   help="print every run's estimated hours at this pretraining throughput of the large model "
-                        "(default: the grid's gpu_samples_per_s)")
+                   help="parallel runs (default: the grid's jobs, else one per GPU, "
+                        "else one per core)")
+    p.add_argument('--threads', type=int, default=0,
+                   help='torch threads per run (default: cores / jobs)')
+    p.add_argument('--run', default='',
+                   help='run only this run of the grid (what each parallel process does)')
+    p.add_argument('--list', action='store_true',
+                   help='print every pending run as a shell command, by phase')
+    p.add_argument('--report', action='store_true',
+                   help='only collect the results and write the report')
+    p.add_argument('--estimate', nargs='?', type=float, const=0.0, default=None,
+                   metavar='SAMPLES_PER_S',
+                   help="print every run's estimated hours at this pretraining throughput of the "
+                        "large model (default: the grid's gpu_samples_per_s)")
 
 def ablate(a) -> int:
     """Run `mmvsim ablate` from parsed arguments; the exit code."""

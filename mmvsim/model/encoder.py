@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from transformers import BertConfig
+from transformers.utils import CONFIG_NAME, SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_NAME
 from transformers.models.bert.modeling_bert import (BertEmbeddings, BertEncoder, BertOnlyMLMHead,
                                                     BertLMPredictionHead)
 import numpy as np
@@ -255,15 +256,12 @@ def read_bert_state_dict(path) -> dict:
     """The tensors of a local HF checkpoint directory (safetensors, sharded safetensors or pytorch_model.bin)."""
     from safetensors.torch import load_file
     path = Path(path)
-    if (path/'model.safetensors').exists(): return load_file(path/'model.safetensors')
-    if (path/'model.safetensors.index.json').exists():
-        shards = sorted(set(
-            json.loads((path/'model.safetensors.index.json').read_text())['weight_map'].values()))
+    if (path/SAFE_WEIGHTS_NAME).exists(): return load_file(path/SAFE_WEIGHTS_NAME)
+    if (path/SAFE_WEIGHTS_INDEX_NAME).exists():
+        shards = sorted(set(json.loads((path/SAFE_WEIGHTS_INDEX_NAME).read_text())['weight_map'].values()))
         return {k: v for s in shards for k, v in load_file(path/s).items()}
-    if (path/'pytorch_model.bin').exists():
-        return torch.load(path/'pytorch_model.bin', map_location='cpu', weights_only=True)
-    raise FileNotFoundError(f'{path}: no model.safetensors, model.safetensors.index.json '
-                            'or pytorch_model.bin')
+    if (path/WEIGHTS_NAME).exists(): return torch.load(path/WEIGHTS_NAME, map_location='cpu', weights_only=True)
+    raise FileNotFoundError(f'{path}: no {SAFE_WEIGHTS_NAME}, {SAFE_WEIGHTS_INDEX_NAME} or {WEIGHTS_NAME}')
 
 def config_from_bert(bc: BertConfig, **overrides) -> ModelConfig:
     """A `ModelConfig` in the shape of a Hugging Face `BertConfig`."""
@@ -281,8 +279,7 @@ def _from_bert(cls, path, verbose: bool = True, **overrides):
     """Build a `VideoBert` in a local BERT checkpoint's shape and load its weights; returns (model, LoadReport)."""
     path = Path(path)
     if not path.is_dir(): raise FileNotFoundError(f'{path}: BERT checkpoint directory not found')
-    if not (path/'config.json').exists():
-        raise FileNotFoundError(f'{path}: no config.json in BERT checkpoint')
+    if not (path/CONFIG_NAME).exists(): raise FileNotFoundError(f'{path}: no {CONFIG_NAME} in BERT checkpoint')
     bc = BertConfig.from_pretrained(str(path), local_files_only=True)
     model = cls(config_from_bert(bc, **overrides))
     sd = read_bert_state_dict(path)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import breadth_first_order, connected_components
 from ..core import KitError, RunFiles, load_json, save_json
+from ..data.records import mod5_mask
 from ..data.datasets import PairDataset, collate_batch
 from ..model.encoder import VideoBert, bert_param_groups, count_parameters
 from ..training.core import read_metrics
@@ -22,23 +23,10 @@ from ..training.stage import (ENCODER_INPUTS, Inputs, StageConfig, build_encoder
                                    load_run, pair_cosines, pair_metrics, rank_target, start_stage)
 
 # %% auto #0
-__all__ = ['SPLIT_METHODS', 'mod5_mask', 'video_folds', 'split_pairs', 'valid_pairs', 'PairModel', 'FinetuneConfig', 'finetune']
+__all__ = ['SPLIT_METHODS', 'video_folds', 'split_pairs', 'valid_pairs', 'PairModel', 'FinetuneConfig', 'finetune']
 
 # %% ../../nbs/09_stages.finetune.ipynb #4fac4fe7
 SPLIT_METHODS = ('mod5', 'strict', 'kfold', 'kfold-strict')
-
-def mod5_mask(pairs: pd.DataFrame) -> np.ndarray:
-    """The original's validation rule: both ids are integers divisible by 5."""
-    out = np.ones(len(pairs), bool)
-    for col in ('id1', 'id2'):
-        ids = pairs[col].astype(str)
-        bad = ~ids.str.fullmatch(r'-?\d+')
-        if bad.any():
-            raise KitError(f"split 'mod5' needs integer ids; {col} {ids[bad].iloc[0]!r} is not one "
-                           f"(use split='kfold' or 'kfold-strict')")
-        # divisibility by 5 is decided by the last digit
-        out &= ids.str[-1].isin(['0', '5']).to_numpy()
-    return out
 
 def _video_index(pairs):
     """Each pair's two videos as integers `0..V-1`, and V."""

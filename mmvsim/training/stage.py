@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 from scipy.stats import rankdata, spearmanr
 from torch.utils.data import DataLoader
-from ..core import (Config, DataError, KitError, RunFiles, claim_run, load_json, progress_bar,
+from ..core import (Config, DataError, KitError, RunFiles, claim_run, l2_normalise, load_json, progress_bar,
                          runs_root, set_seed)
 from ..data.store import load_tokenizer, open_store
 from ..data.datasets import TextLayout, VideoDataset, check_padding, collate_batch
@@ -208,8 +208,7 @@ def rank_target(labels) -> np.ndarray:
 def pair_cosines(emb1, emb2) -> np.ndarray:
     """`(N,)` float64 cosine of each `emb1[i]`, `emb2[i]`."""
     e1, e2 = (np.asarray(e, np.float64) for e in (emb1, emb2))                        # (N, D)
-    e1 = e1 / np.maximum(np.linalg.norm(e1, axis=1, keepdims=True), 1e-12)
-    e2 = e2 / np.maximum(np.linalg.norm(e2, axis=1, keepdims=True), 1e-12)
+    e1, e2 = l2_normalise(e1), l2_normalise(e2)
     return (e1 * e2).sum(1)                                                           # (N,)
 
 def cosine_metrics(cos, labels) -> dict:
