@@ -32,9 +32,9 @@ check: $(STAMP)
 	diff -r nbs $$tmp/nbs >/dev/null || { echo "notebooks carry outputs or metadata: run 'make export'"; diff -r nbs $$tmp/nbs | head -20; rm -rf $$tmp; exit 1; }; \
 	rm -rf $$tmp; echo "notebooks and library in sync and clean"
 
-# The linter on the exported library, the scripts and the tests (rules in pyproject.toml).
+# The linter on the notebooks (the source), the exported library, the scripts and the tests (rules in pyproject.toml).
 lint: $(STAMP)
-	$(BIN)/ruff check mmvsim scripts tests
+	$(BIN)/ruff check nbs mmvsim scripts tests
 
 nbtest: $(STAMP)
 	$(BIN)/nbdev_test --n_workers 2 --timing

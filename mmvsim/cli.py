@@ -34,7 +34,7 @@ def _fmt(t: pd.DataFrame) -> str:
 # %% ../nbs/14_cli.ipynb #edb66c11
 @dataclass
 class Command:
-    """A sub-command: its help line, a function adding its options to a parser, and the function running it."""
+    """A sub-command: its help line, a function to add its options to a parser, one to run it."""
     help: str
     add_args: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], None]
@@ -44,7 +44,8 @@ COMMANDS: dict[str, Command] = {}
 def parser() -> argparse.ArgumentParser:
     """The `mmvsim` argument parser, one sub-parser per registered command."""
     p = argparse.ArgumentParser(prog='mmvsim',
-                                description='Multimodal video similarity: the QQ Browser 2021 winning recipe.')
+                                description='Multimodal video similarity: '
+                                            'the QQ Browser 2021 winning recipe.')
     sub = p.add_subparsers(dest='command', required=True)
     for name, c in COMMANDS.items():
         s = sub.add_parser(name, help=c.help, description=c.help)
@@ -52,10 +53,11 @@ def parser() -> argparse.ArgumentParser:
         s.set_defaults(fn=c.run)
     return p
 
-EXPECTED = (KitError, Diverged, OSError)   # refusals and failures a user can act on: one line, not a traceback
+# refusals and failures a user can act on: one line, not a traceback
+EXPECTED = (KitError, Diverged, OSError)
 
 def main(argv=None):
-    """Entry point of the `mmvsim` console script (and of `python -m mmvsim.cli`, e.g. under torchrun)."""
+    """Entry point of the `mmvsim` script (and of `python -m mmvsim.cli`, e.g. under torchrun)."""
     a = parser().parse_args(argv)
     try: a.fn(a)
     except EXPECTED as e:
@@ -63,7 +65,7 @@ def main(argv=None):
         raise SystemExit(2) from None
 
 def _open(data, store='', tokenizer=''):
-    """The store of a competition directory (`<data>_store` by default), built when missing or stale."""
+    """A competition directory's store (`<data>_store` by default), built if missing or stale."""
     return open_store(data, store or str(Path(data).with_name(Path(data).name + '_store')),
                       load_tokenizer(tokenizer or str(Path(data)/'vocab.txt')))
 
@@ -73,12 +75,13 @@ def _synth_args(p):
     p.add_argument('--preset', default='demo', choices=list(SYNTH_PRESETS))
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--shards', type=int, default=0, help="pointwise shards (0: the preset's)")
-    p.add_argument('--workers', type=int, default=0, help='processes writing the pointwise shards (0: one per core)')
+    p.add_argument('--workers', type=int, default=0,
+                   help='processes writing the pointwise shards (0: one per core)')
     p.add_argument('--overwrite', action='store_true')
 
 def _synth(a):
-    meta = generate(a.out, a.preset, a.seed, overwrite=a.overwrite, workers=a.workers or cpu_cores(),
-                    **({'shards': a.shards} if a.shards else {}))
+    meta = generate(a.out, a.preset, a.seed, overwrite=a.overwrite,
+                    workers=a.workers or cpu_cores(), **({'shards': a.shards} if a.shards else {}))
     print(f"wrote {a.out}: {meta['sizes']}, {meta['bytes'] / 2**20:.0f} MiB in {meta['seconds']} s")
     print(_fmt(reference_table(meta)))
 
@@ -88,11 +91,13 @@ COMMANDS['synth'] = Command('write a synthetic competition directory', _synth_ar
 def _store_args(p):
     p.add_argument('--data', default='data/demo')
     p.add_argument('--out', default='', help='default: <data>_store')
-    p.add_argument('--tokenizer', default='', help="a tokenizer folder or vocab.txt (default: the data's vocab.txt)")
+    p.add_argument('--tokenizer', default='',
+                   help="a tokenizer folder or vocab.txt (default: the data's vocab.txt)")
 
 def _store(a): print(_open(a.data, a.out, a.tokenizer))
 
-COMMANDS['store'] = Command('convert a competition directory into a memory-mapped store', _store_args, _store)
+COMMANDS['store'] = Command('convert a competition directory into a memory-mapped store',
+                            _store_args, _store)
 
 # %% ../nbs/14_cli.ipynb #5608108f
 def add_config_args(p: argparse.ArgumentParser, cls):
@@ -103,7 +108,8 @@ def add_config_args(p: argparse.ArgumentParser, cls):
         t, name = hints[f.name], '--' + f.name.replace('_', '-')
         if t is bool: p.add_argument(name, action=argparse.BooleanOptionalAction, default=default)
         elif t is dict:
-            p.add_argument(name, type=json.loads, default=default, metavar='JSON', help=f'default: {default}')
+            p.add_argument(name, type=json.loads, default=default, metavar='JSON',
+                           help=f'default: {default}')
         else: p.add_argument(name, type=t, default=default, help=f'default: {default!r}')
 
 def config_from_args(cls, args):
@@ -118,23 +124,27 @@ def _pretrain(a):
 
 def _finetune(a):
     out = finetune(config_from_args(FinetuneConfig, a))
-    print(json.dumps({k: out[k] for k in ('start', 'train_pairs', 'valid_pairs', 'dropped_pairs', 'best_spearman',
-                                          'best_mse', 'best_step', 'run_time_s') if k in out}, indent=1))
+    print(json.dumps({k: out[k] for k in ('start', 'train_pairs', 'valid_pairs', 'dropped_pairs',
+                                          'best_spearman', 'best_mse', 'best_step', 'run_time_s')
+                      if k in out}, indent=1))
 
-COMMANDS['pretrain'] = Command('pretrain a model (VTC/MLM/MFM/ITM/ITC)', lambda p: add_config_args(p, PretrainConfig),
-                               _pretrain)
-COMMANDS['finetune'] = Command('finetune on the labelled pairs (cosine-MSE), keeping the best validation Spearman',
+COMMANDS['pretrain'] = Command('pretrain a model (VTC/MLM/MFM/ITM/ITC)',
+                               lambda p: add_config_args(p, PretrainConfig), _pretrain)
+COMMANDS['finetune'] = Command('finetune on the labelled pairs (cosine-MSE), '
+                               'keeping the best validation Spearman',
                                lambda p: add_config_args(p, FinetuneConfig), _finetune)
 
 # %% ../nbs/14_cli.ipynb #46ced666
 def _embed_args(p):
     p.add_argument('--run', required=True)
-    p.add_argument('--which', default='auto', choices=['auto', 'best', 'final', 'ema', 'checkpoint'],
+    p.add_argument('--which', default='auto',
+                   choices=['auto', 'best', 'final', 'ema', 'checkpoint'],
                    help='auto: best when the run kept one, else final')
     p.add_argument('--data', default='data/demo')
     p.add_argument('--store', default='')
     p.add_argument('--split', default='test_a',
-                   help="test_a | test_b | pointwise | pairwise | valid (the run's validation videos)")
+                   help="test_a | test_b | pointwise | pairwise | valid "
+                        "(the run's validation videos)")
     p.add_argument('--batch-size', type=int, default=256)
     p.add_argument('--out', required=True, help='an .npz file')
 
@@ -147,7 +157,8 @@ def _embed(a):
     ids, emb = embed_run(a.run, store, what, a.which, batch_size=a.batch_size)
     print(f'{len(ids)} videos -> {save_embeddings(a.out, ids, emb)}')
 
-COMMANDS['embed'] = Command('embed a split with a pretraining or finetuning run', _embed_args, _embed)
+COMMANDS['embed'] = Command('embed a split with a pretraining or finetuning run', _embed_args,
+                            _embed)
 
 # %% ../nbs/14_cli.ipynb #eb508949
 def _submit_args(p):
@@ -168,62 +179,74 @@ def _score_args(p):
     p.add_argument('--labels', required=True)
 def _score(a): print(json.dumps(score_submission(a.submission, a.labels)))
 
-COMMANDS['submit'] = Command('validate embeddings and write result.json in a zip', _submit_args, _submit)
-COMMANDS['score'] = Command('score a submission against a label file, as the competition did', _score_args, _score)
+COMMANDS['submit'] = Command('validate embeddings and write result.json in a zip', _submit_args,
+                             _submit)
+COMMANDS['score'] = Command('score a submission against a label file, as the competition did',
+                            _score_args, _score)
 
 # %% ../nbs/14_cli.ipynb #7a5be73d
 def _ensemble_args(p):
-    p.add_argument('--members', nargs='+', required=True, help='test embeddings, one file per model')
-    p.add_argument('--valid', nargs='*', default=[], help="the same models' validation embeddings, same order")
+    p.add_argument('--members', nargs='+', required=True,
+                   help='test embeddings, one file per model')
+    p.add_argument('--valid', nargs='*', default=[],
+                   help="the same models' validation embeddings, same order")
     p.add_argument('--data', default='data/demo', help='for the validation pairs')
     p.add_argument('--store', default='')
     p.add_argument('--weights', default='',
                    help="'' (equal), 'valid' (chosen on validation) or comma-separated numbers")
-    p.add_argument('--labels', default='', help='test labels to score against (e.g. the hidden ones of synthetic data)')
+    p.add_argument('--labels', default='',
+                   help='test labels to score against (e.g. the hidden ones of synthetic data)')
     p.add_argument('--out', default='submissions/ensemble.zip')
 
 def _ensemble(a):
     names = [Path(m).stem for m in a.members]
-    if len(set(names)) < len(names): names = [f'{Path(m).parent.name}/{Path(m).stem}' for m in a.members]
-    kw = dict(valid=dict(zip(names, a.valid)), pairs=valid_pairs(_open(a.data, a.store))) if a.valid else {}
+    if len(set(names)) < len(names):
+        names = [f'{Path(m).parent.name}/{Path(m).stem}' for m in a.members]
+    kw = (dict(valid=dict(zip(names, a.valid)), pairs=valid_pairs(_open(a.data, a.store)))
+          if a.valid else {})
     weights = a.weights if a.weights in ('', 'valid') else [float(x) for x in a.weights.split(',')]
-    res = ensemble(dict(zip(names, a.members)), weights=weights or None, out=a.out, test_labels=a.labels or None, **kw)
+    res = ensemble(dict(zip(names, a.members)), weights=weights or None, out=a.out,
+                   test_labels=a.labels or None, **kw)
     print(markdown_table(res['table']))
     print(res['submission'])
 
-COMMANDS['ensemble'] = Command("blend several models' embeddings: weighted concat -> TruncatedSVD(256)", _ensemble_args,
-                               _ensemble)
+COMMANDS['ensemble'] = Command("blend several models' embeddings: "
+                               "weighted concat -> TruncatedSVD(256)", _ensemble_args, _ensemble)
 
 # %% ../nbs/14_cli.ipynb #02500869
 def _neighbors_args(p):
-    p.add_argument('--embeddings', default='', help='an embeddings file (.npz, result.json or a submission zip)')
+    p.add_argument('--embeddings', default='',
+                   help='an embeddings file (.npz, result.json or a submission zip)')
     p.add_argument('--run', default='', help='or a run, to embed --split of --data with')
     p.add_argument('--data', default='data/demo')
     p.add_argument('--store', default='')
     p.add_argument('--split', default='test_a')
     p.add_argument('--queries', default='all', help="'all' or comma-separated video ids")
     p.add_argument('--k', type=int, default=10)
-    p.add_argument('--index', default='auto', choices=INDEX_KINDS, help='auto: exact up to 30,000 videos, else HNSW')
+    p.add_argument('--index', default='auto', choices=INDEX_KINDS,
+                   help='auto: exact up to 30,000 videos, else HNSW')
     p.add_argument('--out', required=True, help='a CSV file: query, rank, neighbor, cosine')
 
 def _neighbors(a):
     if bool(a.embeddings) == bool(a.run): raise KitError('give --embeddings or --run (one of them)')
-    ids, emb = load_embeddings(a.embeddings) if a.embeddings else embed_run(a.run, _open(a.data, a.store), a.split)
+    ids, emb = (load_embeddings(a.embeddings) if a.embeddings else
+                embed_run(a.run, _open(a.data, a.store), a.split))
     nx = build_index(ids, emb, a.index)
     t = neighbors(nx, queries=None if a.queries == 'all' else a.queries.split(','), k=a.k)
     with atomic_write(a.out, 'w') as f: t.to_csv(f, index=False)
-    print(f"{len(t)} neighbours of {t['query'].nunique()} videos ({nx.kind} index over {len(ids)} videos) -> {a.out}")
+    print(f"{len(t)} neighbours of {t['query'].nunique()} videos "
+          f"({nx.kind} index over {len(ids)} videos) -> {a.out}")
 
-COMMANDS['neighbors'] = Command('the nearest videos of each video by cosine (faiss), as a CSV table', _neighbors_args,
-                                _neighbors)
+COMMANDS['neighbors'] = Command('the nearest videos of each video by cosine (faiss), '
+                                'as a CSV table', _neighbors_args, _neighbors)
 
 # %% ../nbs/14_cli.ipynb #4bb83f9b
 def _ablate(a):
     code = ablate(a)
     if code: raise SystemExit(code)
 
-COMMANDS['ablate'] = Command('run a papermill grid of ablations and write its tables, verdicts and report',
-                             add_ablate_args, _ablate)
+COMMANDS['ablate'] = Command('run a papermill grid of ablations and write its tables, verdicts '
+                             'and report', add_ablate_args, _ablate)
 
 # %% ../nbs/14_cli.ipynb #1deb0c84
 DEMO_INPUTS = ('title', 'title+asr', 'asr')   # the text each demo ensemble member reads
@@ -231,59 +254,67 @@ DEMO_INPUTS = ('title', 'title+asr', 'asr')   # the text each demo ensemble memb
 def _demo_member(k, data, store, store_dir, pre_run, runs, seed, epochs, split, vids):
     """Finetune ensemble member `k` from the pretraining run (from random weights when `pre_run` is None, the
     comparison) and embed the test split and the validation videos."""
-    text = DEMO_INPUTS[k % len(DEMO_INPUTS)]                      # members differ in what they read, and in seed
-    if pre_run: print(f'== 4/6 finetune member {k + 1}: from the pretraining run, reading {text}, seed {seed + k}, '
-                      f'{epochs} epochs')
-    else: print(f'== 4/6 finetune from scratch: member {k + 1} from random weights (the same reading, seed, epochs), '
-                'to measure what pretraining adds; not blended')
+    text = DEMO_INPUTS[k % len(DEMO_INPUTS)]   # members differ in what they read, and in seed
+    if pre_run:
+        print(f'== 4/6 finetune member {k + 1}: from the pretraining run, reading {text}, '
+              f'seed {seed + k}, {epochs} epochs')
+    else:
+        print(f'== 4/6 finetune from scratch: member {k + 1} from random weights '
+              '(the same reading, seed, epochs), to measure what pretraining adds; not blended')
     run = runs/f"demo-{'finetune' if pre_run else 'scratch'}-{text}-s{seed + k}"
     start = dict(pretrained=pre_run) if pre_run else dict(model_size='tiny')
-    f = finetune(FinetuneConfig(data_dir=data, store_dir=store_dir, run_dir=str(run), **start, text=text,
-                                epochs=epochs, lr_bert=1e-4, lr_new=5e-4, seed=seed + k))
+    f = finetune(FinetuneConfig(data_dir=data, store_dir=store_dir, run_dir=str(run), **start,
+                                text=text, epochs=epochs, lr_bert=1e-4, lr_new=5e-4, seed=seed + k))
     print(f"validation Spearman {f['best_spearman']:.4f} (best of {f['steps']} steps)")
     print(f'== 5/6 embed {split} and the validation videos')
     return (save_embeddings(run/f'{split}.npz', *embed_run(run, store, split)),
             save_embeddings(run/'valid.npz', *embed_run(run, store, vids)))
 
 # %% ../nbs/14_cli.ipynb #4bc10c98
-def demo(data='data/demo', store_dir='data/demo_store', preset='demo', seed=0, pretrain_epochs=3, finetune_epochs=2,
-         members=3, runs='', out='submissions/submission.zip', split='test_a', scratch=True) -> dict:
+def demo(data='data/demo', store_dir='data/demo_store', preset='demo', seed=0, pretrain_epochs=3,
+         finetune_epochs=2, members=3, runs='', out='submissions/submission.zip', split='test_a',
+         scratch=True) -> dict:
     """The whole recipe on synthetic data; prints each step and returns the final table and scores (with `scratch`,
     the first member finetuned again from random weights beside it: what pretraining adds)."""
     t0, runs = time.time(), Path(runs or runs_root())
     print(f'== 1/6 data: synthetic {preset!r} preset at {data}')
     meta = ensure_data(data, preset, seed, regenerate=True)
-    print(f"{meta['sizes']}, {meta['bytes'] / 2**20:.0f} MiB; tags: {meta['distinct_tags']} distinct, "
-          f"{meta['tags_outside_list']} outside tag_list.txt")
+    print(f"{meta['sizes']}, {meta['bytes'] / 2**20:.0f} MiB; tags: {meta['distinct_tags']} "
+          f"distinct, {meta['tags_outside_list']} outside tag_list.txt")
     print(_fmt(reference_table(meta)))
     print(f'== 2/6 store: {store_dir}')
     store = open_store(data, store_dir, load_tokenizer(Path(data)/'vocab.txt'))
     print(store)
     print(f'== 3/6 pretrain: tiny model, VTC+MLM+MFM, {pretrain_epochs} epochs')
-    pre = PretrainConfig(data_dir=data, store_dir=store_dir, run_dir=str(runs/'demo-pretrain'), model_size='tiny',
-                         epochs=pretrain_epochs, seed=seed)
+    pre = PretrainConfig(data_dir=data, store_dir=store_dir, run_dir=str(runs/'demo-pretrain'),
+                         model_size='tiny', epochs=pretrain_epochs, seed=seed)
     p = pretrain(pre)
     print(_fmt(pd.DataFrame({'first': p['first'], 'last': p['last']})))
     va = valid_pairs(store)
     vids = pair_video_ids(va)
-    files = [_demo_member(k, data, store, store_dir, pre.run_dir, runs, seed, finetune_epochs, split, vids)
+    files = [_demo_member(k, data, store, store_dir, pre.run_dir, runs, seed, finetune_epochs,
+                          split, vids)
              for k in range(members)]
-    solo = _demo_member(0, data, store, store_dir, None, runs, seed, finetune_epochs, split, vids) if scratch else None
+    solo = (_demo_member(0, data, store, store_dir, None, runs, seed, finetune_epochs, split, vids)
+            if scratch else None)
     print(f'== 6/6 ensemble: weighted concat -> SVD to 256, equal weights -> {out}')
     labels = hidden_labels(data, split)
-    res = ensemble({f.parent.name: f for f, _ in files}, valid={v.parent.name: v for _, v in files}, pairs=va, out=out,
-                   test_labels=labels, expected_ids=store.ids[store.rows(split)].tolist())
+    res = ensemble({f.parent.name: f for f, _ in files}, valid={v.parent.name: v for _, v in files},
+                   pairs=va, out=out, test_labels=labels,
+                   expected_ids=store.ids[store.rows(split)].tolist())
     score = score_submission(res['submission'], labels)
     table = res['table'][['weight', 'valid_spearman', 'test_spearman']]
     if solo:
         (tids, temb), (vids_, vemb) = load_embeddings(solo[0]), load_embeddings(solo[1])
-        table.loc[f'{solo[0].parent.name} (not blended)'] = [float('nan'), pair_scores(vids_, vemb, va)['spearman'],
-                                                             pair_scores(tids, temb, labels)['spearman']]
+        table.loc[f'{solo[0].parent.name} (not blended)'] = [
+            float('nan'), pair_scores(vids_, vemb, va)['spearman'],
+            pair_scores(tids, temb, labels)['spearman']]
     oracle = meta['scores']['valid']['oracle'], meta['scores'][split]['oracle']
     table.loc['oracle (true latents)'] = [float('nan'), *oracle]
     print(_fmt(table))
-    print(f"submission {res['submission']}: Spearman {score['spearman']:.4f} on {score['pairs']} hidden {split} pairs "
-          f"(oracle {meta['scores'][split]['oracle']:.4f}); demo done in {time.time() - t0:.0f} s")
+    print(f"submission {res['submission']}: Spearman {score['spearman']:.4f} on {score['pairs']} "
+          f"hidden {split} pairs (oracle {meta['scores'][split]['oracle']:.4f}); "
+          f"demo done in {time.time() - t0:.0f} s")
     return dict(table=table, score=score, submission=res['submission'], seconds=time.time() - t0)
 
 # %% ../nbs/14_cli.ipynb #22db7206
@@ -297,13 +328,15 @@ def _demo_args(p):
     p.add_argument('--members', type=int, default=3)
     p.add_argument('--runs', default='', help='default: runs/')
     p.add_argument('--out', default='submissions/submission.zip')
-    p.add_argument('--no-scratch', action='store_true', help='skip finetuning the first member from random weights')
+    p.add_argument('--no-scratch', action='store_true',
+                   help='skip finetuning the first member from random weights')
 
-def _demo(a): demo(a.data, a.store, a.preset, a.seed, a.pretrain_epochs, a.finetune_epochs, a.members, a.runs, a.out,
-                   scratch=not a.no_scratch)
+def _demo(a):
+    demo(a.data, a.store, a.preset, a.seed, a.pretrain_epochs, a.finetune_epochs, a.members, a.runs,
+         a.out, scratch=not a.no_scratch)
 
-COMMANDS['demo'] = Command('the whole recipe on synthetic data, from generation to a scored submission', _demo_args,
-                           _demo)
+COMMANDS['demo'] = Command('the whole recipe on synthetic data, from generation to a scored '
+                           'submission', _demo_args, _demo)
 
 # %% ../nbs/14_cli.ipynb #af53db4b
 #| eval: false

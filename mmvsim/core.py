@@ -22,7 +22,7 @@ EMB_DIM = 256                 # the competition's embedding size limit
 
 # %% ../nbs/00_core.ipynb #400e7a05
 class KitError(ValueError):
-    """What the user gave the kit (data, settings, files, runs) cannot work: the message says what and why."""
+    """The user's input (data, settings, files, runs) cannot work: the message says what and why."""
 
 class DataError(KitError):
     """Bad input data: names the file, the place in it and the problem."""
@@ -33,7 +33,7 @@ class DataError(KitError):
 
 # %% ../nbs/00_core.ipynb #d6d04872
 def widget_frontend(shell=None) -> bool:
-    """Whether code runs in a Jupyter kernel driven by a person (a frontend that allows stdin), not by papermill."""
+    """Whether a person drives the Jupyter kernel (a frontend allowing stdin), not papermill."""
     if shell is None:
         try: from IPython import get_ipython
         except ImportError: return False
@@ -41,7 +41,7 @@ def widget_frontend(shell=None) -> bool:
     return bool(getattr(getattr(shell, 'kernel', None), '_allow_stdin', False))
 
 def progress_bar(*args, **kw):
-    """A tqdm bar: a widget in an interactive notebook, plain text in scripts, the command line and papermill runs."""
+    """A tqdm bar: an interactive notebook's widget, else plain text (scripts, CLI, papermill)."""
     if widget_frontend(): from tqdm.notebook import tqdm
     else: from tqdm.std import tqdm
     return tqdm(*args, **kw)
@@ -117,7 +117,8 @@ def exclusive_lock(path, wait: float = 120.0, what: str = ''):
                 if time.monotonic() - t0 > wait:
                     raise KitError(f'{what} is in use by another process (it holds {path}): '
                                    f'waited {wait:.0f} s') from None
-                if not said: print(f'{what}: waiting for another process that holds {path}', file=sys.stderr)
+                if not said:
+                    print(f'{what}: waiting for another process that holds {path}', file=sys.stderr)
                 said = True
                 time.sleep(0.2)
         try: yield
@@ -132,7 +133,7 @@ class Config:
 
     @classmethod
     def from_dict(cls, d, strict: bool = True):
-        """The config from a dict; `strict=False` keeps only this class's settings (a stage's shared ones)."""
+        """A config from a dict; `strict=False` keeps only its settings (a stage's shared ones)."""
         names = {f.name for f in fields(cls)}
         unknown = set(d) - names
         if unknown and strict: raise KitError(f'{cls.__name__}: unknown settings {sorted(unknown)}')
@@ -143,7 +144,7 @@ class Config:
 
     @classmethod
     def from_params(cls, ns: dict):
-        """The config from a namespace such as a papermill notebook's `globals()`: its names that are fields."""
+        """A config from a namespace such as a notebook's `globals()`: its names that are fields."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in ns.items() if k in names})
 
@@ -173,7 +174,7 @@ class RunFiles:
 
 # %% ../nbs/00_core.ipynb #37a98347
 def claim_run(run_dir, cfg: Config, name=RunFiles.CONFIG):
-    """Save `cfg` in `run_dir`, or check it equals the config of the run there, if that run ever saved a checkpoint."""
+    """Save `cfg` in `run_dir`; if a run there saved a checkpoint, check `cfg` equals its config."""
     p = Path(run_dir)/name
     trained = (Path(run_dir)/RunFiles.LATEST).exists()
     if p.exists() and trained:
@@ -188,7 +189,7 @@ def claim_run(run_dir, cfg: Config, name=RunFiles.CONFIG):
 
 # %% ../nbs/00_core.ipynb #b54fb937
 def project_root(start=None) -> Path:
-    """The nearest folder at or above `start` (default: the working directory) holding `settings.ini`."""
+    """The nearest folder at or above `start` (default: the working folder) with `settings.ini`."""
     p = Path(start or Path.cwd()).resolve()
     for q in [p, *p.parents]:
         if (q/'settings.ini').exists(): return q

@@ -21,7 +21,7 @@ __all__ = ['SPLITS', 'make_video', 'encode_video', 'decode_video', 'write_record
 
 # %% ../../nbs/01_data.records.ipynb #178366d4
 def make_video(id, title='', asr_text='', frames=None, tag_id=None, category_id=-1) -> dict:
-    """A video dict in the kit's decoded form; `tag_id=None` marks a video without tags (test sets)."""
+    """A video dict in the kit's decoded form; `tag_id=None` marks one without tags (test sets)."""
     frames = np.zeros((0, FRAME_DIM), np.float16) if frames is None else np.asarray(frames)
     if frames.dtype != np.float16 or frames.ndim != 2 or frames.shape[1] != FRAME_DIM:
         raise KitError(f'video {id}: frames must be float16 (n, {FRAME_DIM}), '
@@ -167,7 +167,7 @@ def write_labels(path, labels: pd.DataFrame):
             f.write(f'{a}\t{b}\t{float(s):.6g}\n')
 
 def merge_duplicate_pairs(labels: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """One line per unordered pair, at its first place, labelled with the mean of its labels; and how many merged."""
+    """One line per unordered pair (at its first place, its labels' mean) and how many merged."""
     key = pd.Series([(a, b) if a <= b else (b, a) for a, b in zip(labels.id1, labels.id2)],
                     index=labels.index)
     if not key.duplicated().any(): return labels, 0
@@ -198,13 +198,15 @@ def write_tag_list(path, tags):
 
 # %% ../../nbs/01_data.records.ipynb #0e476be0
 def competition_files(data_dir) -> dict:
-    """Paths of the official files under `data_dir`: pointwise shards, pairwise, label, tag_list, test sets."""
+    """Official file paths in `data_dir`: pointwise shards, pairwise, label, tag_list, test sets."""
     d = Path(data_dir)
     if not d.is_dir():
         raise FileNotFoundError(f'{d}: no such data directory (generate one with `mmvsim synth`)')
     shards = sorted((d/'pointwise').glob('pretrain_*.tfrecords'))
     odd = [p for p in shards if not re.fullmatch(r'pretrain_\d+', p.stem)]
-    if odd: raise DataError(odd[0], 'not a shard name (pretrain_<n>.tfrecords): rename it or move it elsewhere')
+    if odd:
+        raise DataError(odd[0], 'not a shard name (pretrain_<n>.tfrecords): '
+                                'rename it or move it elsewhere')
     shards.sort(key=lambda p: int(p.stem.split('_')[-1]))
     files = dict(pointwise=shards, pairwise=d/'pairwise'/'pairwise.tfrecords',
                  label=d/'pairwise'/'label.tsv', tag_list=d/'tag_list.txt')
@@ -217,10 +219,11 @@ def competition_files(data_dir) -> dict:
         if p.exists(): files[t] = p
     return files
 
-SPLITS = ('pointwise', 'pairwise', 'test_a', 'test_b')   # the competition's splits, in the order a store reads them
+# the competition's splits, in the order a store reads them
+SPLITS = ('pointwise', 'pairwise', 'test_a', 'test_b')
 
 def split_files(data_dir, splits) -> tuple[dict, list]:
-    """Competition files and the `(split, path)` record files to read, in order; absent test sets are skipped."""
+    """Competition files and `(split, path)` record files to read in order (no absent test sets)."""
     files = competition_files(data_dir)
     bad = [s for s in splits if s not in SPLITS]
     if bad: raise KitError(f'unknown splits {bad}; choose from {SPLITS}')
@@ -231,10 +234,12 @@ def split_files(data_dir, splits) -> tuple[dict, list]:
     return files, plan
 
 def input_sizes(data_dir, files, plan, splits) -> list[dict]:
-    """Relative name and size of every input file that reading `plan` (and the labels with pairwise) depends on."""
+    """Relative name and size of each input file reading `plan` (and labels if pairwise) needs."""
     d = Path(data_dir)
-    used = [p for _, p in plan] + [files['tag_list']] + ([files['label']] if 'pairwise' in splits else [])
-    return [dict(file=Path(p).relative_to(d).as_posix(), bytes=Path(p).stat().st_size) for p in used]
+    used = ([p for _, p in plan] + [files['tag_list']]
+            + ([files['label']] if 'pairwise' in splits else []))
+    return [dict(file=Path(p).relative_to(d).as_posix(), bytes=Path(p).stat().st_size)
+            for p in used]
 
 
 # %% ../../nbs/01_data.records.ipynb #77f6fd34
@@ -263,7 +268,7 @@ _CHARS = ''.join(dict.fromkeys('的一是在不了有和人这中大为上个国
 _SPECIALS = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]']
 
 def edge_case_competition(d, seed=0) -> dict:
-    """Write a tiny competition directory with every edge case, plus `vocab.txt`; returns the videos per split."""
+    """Write a tiny edge-case competition folder plus `vocab.txt`; returns the videos per split."""
     d, rng = Path(d), np.random.default_rng(seed)
     (d/'vocab.txt').parent.mkdir(parents=True, exist_ok=True)
     (d/'vocab.txt').write_text('\n'.join(_SPECIALS + list(_CHARS) + ['a', 'b', '##c']) + '\n',

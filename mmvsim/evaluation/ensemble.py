@@ -25,7 +25,7 @@ def _named(members) -> tuple[list[str], list]:
     return [f'member{k}' for k in range(len(members))], members
 
 def align_members(members) -> tuple[list[str], list[np.ndarray]]:
-    """Load the members and order each by the first member's ids; ValueError when their id sets differ."""
+    """Load the members, each in the first member's id order; ValueError if the id sets differ."""
     _, srcs = _named(members)
     if not srcs: raise KitError('no members given')
     ids, embs = None, []
@@ -39,8 +39,8 @@ def align_members(members) -> tuple[list[str], list[np.ndarray]]:
             miss, extra = [i for i in ids if i not in pos], sorted(set(mi) - set(ids))
             if miss or extra:
                 raise KitError(f'member {k} and member 0 hold different videos: '
-                                 f'{len(miss)} of member 0\'s ids are missing from it (e.g. {miss[:3]}), '
-                                 f'{len(extra)} are extra (e.g. {extra[:3]})')
+                               f'{len(miss)} of member 0\'s ids are missing from it '
+                               f'(e.g. {miss[:3]}), {len(extra)} are extra (e.g. {extra[:3]})')
             order = np.array([pos[i] for i in ids])
         embs.append(me if order is None else me[order])
     return ids, embs
@@ -58,32 +58,36 @@ def weighted_concat(embs, weights) -> np.ndarray:
     """`[√w_1·e_1/|e_1|, √w_2·e_2/|e_2|, ...]`: the `(N, ΣD)` concatenation whose cosines are Σ w·cos
     (weight-0 members left out)."""
     return np.hstack([np.sqrt(w) * l2_normalise(e)
-                      for w, e in zip(weights, embs) if w > 0]).astype(np.float32)                    # (N, ΣD)
+                      for w, e in zip(weights, embs) if w > 0]).astype(np.float32)   # (N, ΣD)
 
-def blend(members, weights=None, dim: int = EMB_DIM, seed: int = 0) -> tuple[list[str], np.ndarray, dict]:
-    """Weighted concat of the L2-normalised members, reduced to `dim` by a TruncatedSVD fitted on them."""
+def blend(members, weights=None, dim: int = EMB_DIM,
+          seed: int = 0) -> tuple[list[str], np.ndarray, dict]:
+    """Weighted concat of the L2-normalised members, reduced to `dim` by TruncatedSVD fit on it."""
     ids, embs = align_members(members)
     w = normalise_weights(weights, len(embs))
-    x = weighted_concat(embs, w)                                                                      # (N, W)
+    x = weighted_concat(embs, w)                                                  # (N, W)
     n, width = x.shape
-    info = dict(weights=w, widths=[e.shape[1] if wi > 0 else 0 for wi, e in zip(w, embs)], dim=dim, svd=None)
+    info = dict(weights=w, widths=[e.shape[1] if wi > 0 else 0 for wi, e in zip(w, embs)], dim=dim,
+                svd=None)
     if width <= dim:
-        warnings.warn(f'the concatenation is {width} wide, no wider than dim={dim}: returned unreduced, zero-padded')
-        comp, info['method'] = np.eye(dim, width, dtype=np.float32), 'concat'                       # (dim, W)
+        warnings.warn(f'the concatenation is {width} wide, no wider than dim={dim}: '
+                      f'returned unreduced, zero-padded')
+        comp, info['method'] = np.eye(dim, width, dtype=np.float32), 'concat'   # (dim, W)
     else:
         k = min(dim, n)   # the rows span at most n directions: keep them all and pad
         svd = TruncatedSVD(k, random_state=seed).fit(x)
-        comp = np.zeros((dim, width), np.float32)                                                   # (dim, W)
+        comp = np.zeros((dim, width), np.float32)                               # (dim, W)
         comp[:k] = svd.components_
         info.update(method='svd' if k == dim else f'svd (rank {k} < dim, zero-padded)', svd=svd)
-    out = x @ comp.T                                                                                  # (N, dim)
+    out = x @ comp.T                                                              # (N, dim)
     ev = out.var(0)
-    info.update(components=comp, explained_variance=ev, explained_variance_ratio=ev / x.var(0).sum())
+    info.update(components=comp, explained_variance=ev,
+                explained_variance_ratio=ev / x.var(0).sum())
     return ids, out.astype(np.float32), info
 
 # %% ../../nbs/11_evaluation.ensemble.ipynb #dc3a6bb1
 def pair_scores(ids, emb, pairs) -> dict:
-    """`pair_metrics` (Spearman, MSE, pairs) of the embeddings on labelled pairs (DataFrame or `label.tsv`)."""
+    """`pair_metrics` (Spearman, MSE, pairs) of `emb` on labelled pairs (DataFrame or label.tsv)."""
     return pair_metrics(*pair_vectors(ids, emb, pairs))
 
 # %% ../../nbs/11_evaluation.ensemble.ipynb #411daeef
@@ -93,22 +97,24 @@ def simplex_grid(n: int, steps: int = 10) -> list[np.ndarray]:
             for c in itertools.combinations(range(steps + n - 1), n - 1)]
 
 def _objective(members, pairs, objective: str, dim: int, seed: int):
-    """`(n, score)`: the members' count and the validation Spearman of weights `w` for the blend (or concat)."""
+    """`(n, score)`: member count, validation Spearman of weights `w` for blend (or concat)."""
     if objective not in ('blend', 'concat'):
         raise KitError(f"objective must be 'blend' or 'concat', got {objective!r}")
     ids, embs = align_members(members)
     if objective == 'concat':
         vecs = [pair_vectors(ids, l2_normalise(e), pairs) for e in embs]
-        c = np.stack([(a * b).sum(1) for a, b, _ in vecs], 1)                                    # (P, n) member cosines
+        c = np.stack([(a * b).sum(1) for a, b, _ in vecs], 1)   # (P, n) member cosines
         return len(embs), lambda w: float(spearmanr(c @ w, vecs[0][2])[0])
     def score(w):
-        with warnings.catch_warnings():   # a candidate that keeps one member is not reduced: expected here
+        # a candidate that keeps one member is not reduced: expected here
+        with warnings.catch_warnings():
             warnings.simplefilter('ignore', UserWarning)
-            return pair_scores(*blend([(ids, e) for e in embs], w, dim, seed)[:2], pairs)['spearman']
+            return pair_scores(*blend([(ids, e) for e in embs], w, dim, seed)[:2],
+                               pairs)['spearman']
     return len(embs), score
 
-def choose_weights(members, pairs, grid=None, objective: str = 'blend', steps: int = 10, rounds: int = 3,
-                   dim: int = EMB_DIM, seed: int = 0) -> tuple[np.ndarray, float]:
+def choose_weights(members, pairs, grid=None, objective: str = 'blend', steps: int = 10,
+                   rounds: int = 3, dim: int = EMB_DIM, seed: int = 0) -> tuple[np.ndarray, float]:
     """Weights maximising the validation Spearman of the blend (or concat) on labelled `pairs`:
     `(weights, spearman)`: a simplex grid for up to 3 members, else coordinate search from equal weights."""
     n, score = _objective(members, pairs, objective, dim, seed)
@@ -142,18 +148,21 @@ def choose_weights(members, pairs, grid=None, objective: str = 'blend', steps: i
 
 # %% ../../nbs/11_evaluation.ensemble.ipynb #a47b9d15
 def markdown_table(df: pd.DataFrame, floatfmt: str = '.4f') -> str:
-    """A GitHub-flavoured Markdown table of `df` (index as the first column), numbers right-aligned."""
+    """A GitHub-flavoured Markdown table of `df` (index as first column), numbers right-aligned."""
     def col(s):
-        return [('' if pd.isna(v) else format(v, floatfmt)) if pd.api.types.is_float_dtype(s) else str(v) for v in s]
+        return [('' if pd.isna(v) else format(v, floatfmt)) if pd.api.types.is_float_dtype(s)
+                else str(v) for v in s]
     cols = [[str(i) for i in df.index]] + [col(df[c]) for c in df.columns]
     head = [str(df.index.name or '')] + [str(c) for c in df.columns]
-    align = ['---'] + ['---:' if pd.api.types.is_numeric_dtype(df[c]) else '---' for c in df.columns]
+    align = ['---'] + ['---:' if pd.api.types.is_numeric_dtype(df[c]) else '---'
+                       for c in df.columns]
     rows = [head, align] + [list(r) for r in zip(*cols)]
     return '\n'.join('| ' + ' | '.join(r) + ' |' for r in rows) + '\n'
 
 def _json_ready(table: pd.DataFrame) -> dict:
     """`{row: {column: value}}` with NaN as `None`."""
-    return {str(i): {c: (None if pd.isna(v) else (v.item() if hasattr(v, 'item') else v)) for c, v in r.items()}
+    return {str(i): {c: (None if pd.isna(v) else (v.item() if hasattr(v, 'item') else v))
+                     for c, v in r.items()}
             for i, r in table.to_dict(orient='index').items()}
 
 def _score_rows(names, ids, embs, w, pairs, dim, seed, prefix) -> dict:
@@ -161,41 +170,47 @@ def _score_rows(names, ids, embs, w, pairs, dim, seed, prefix) -> dict:
     out = {nm: pair_scores(ids, e, pairs) for nm, e in zip(names, embs)}
     out['concat'] = pair_scores(ids, weighted_concat(embs, w), pairs)
     out['blend'] = pair_scores(*blend([(ids, e) for e in embs], w, dim, seed)[:2], pairs)
-    return {k: {f'{prefix}_spearman': v['spearman'], f'{prefix}_mse': v['mse']} for k, v in out.items()}
+    return {k: {f'{prefix}_spearman': v['spearman'], f'{prefix}_mse': v['mse']}
+            for k, v in out.items()}
 
 # %% ../../nbs/11_evaluation.ensemble.ipynb #149a417d
 def _member_weights(weights, names, valid, vids, vembs, pairs, dim, seed, choose_kw) -> np.ndarray:
-    """The normalised member weights: given, equal, or chosen on the validation pairs (`'valid'`)."""
+    """Normalised member weights: given, equal, or chosen on the validation pairs (`'valid'`)."""
     if isinstance(weights, str):
-        if weights != 'valid': raise KitError(f"weights must be None, numbers, a dict or 'valid', got {weights!r}")
+        if weights != 'valid':
+            raise KitError(f"weights must be None, numbers, a dict or 'valid', got {weights!r}")
         if valid is None: raise KitError("weights='valid' needs validation members and pairs")
         return choose_weights([(vids, e) for e in vembs], pairs, dim=dim, seed=seed, **choose_kw)[0]
     if isinstance(weights, dict):
         wd = {str(k): v for k, v in weights.items()}
         unknown = set(wd) - set(names)
-        if unknown: raise KitError(f'weights for unknown members {sorted(unknown)}; members are {names}')
+        if unknown:
+            raise KitError(f'weights for unknown members {sorted(unknown)}; members are {names}')
         return normalise_weights([wd.get(nm, 0.0) for nm in names], len(names))
     return normalise_weights(weights, len(names))
 
 def _write_outputs(sub: Path, table, info, names, w, table_dir, dim, videos) -> dict:
-    """Write the table (CSV, Markdown), the SVD and a JSON summary beside the submission; returns the files."""
+    """Write table (CSV, Markdown), SVD, JSON summary next to the submission; returns the files."""
     tdir, stem = (Path(table_dir) if table_dir is not None else sub.parent), sub.stem
-    files = dict(submission=sub, csv=tdir/f'{stem}.csv', markdown=tdir/f'{stem}.md', svd=tdir/f'{stem}_svd.npz',
-                 summary=tdir/f'{stem}_summary.json')
+    files = dict(submission=sub, csv=tdir/f'{stem}.csv', markdown=tdir/f'{stem}.md',
+                 svd=tdir/f'{stem}_svd.npz', summary=tdir/f'{stem}_summary.json')
     with atomic_write(files['csv'], 'w') as f: table.to_csv(f)
     with atomic_write(files['markdown'], 'w') as f: f.write(markdown_table(table))
     with atomic_write(files['svd']) as f:
         np.savez(f, components=info['components'], explained_variance=info['explained_variance'],
-                 explained_variance_ratio=info['explained_variance_ratio'], weights=w, names=np.array(names, dtype=str))
-    save_json(dict(members=names, weights=dict(zip(names, map(float, w))), dim=dim, method=info['method'],
-                   videos=videos, scores=_json_ready(table), files={k: str(v) for k, v in files.items()}),
+                 explained_variance_ratio=info['explained_variance_ratio'], weights=w,
+                 names=np.array(names, dtype=str))
+    save_json(dict(members=names, weights=dict(zip(names, map(float, w))), dim=dim,
+                   method=info['method'], videos=videos, scores=_json_ready(table),
+                   files={k: str(v) for k, v in files.items()}),
               files['summary'])
     return files
 
 # %% ../../nbs/11_evaluation.ensemble.ipynb #054b5c72
-def ensemble(test, valid=None, pairs=None, weights=None, out='submissions/ensemble.zip', table_dir=None,
-             expected_ids=None, test_labels=None, dim: int = EMB_DIM, seed: int = 0, **choose_kw) -> dict:
-    """Blend members' test embeddings into a submission; score members vs concat vs blend; save the table and SVD."""
+def ensemble(test, valid=None, pairs=None, weights=None, out='submissions/ensemble.zip',
+             table_dir=None, expected_ids=None, test_labels=None, dim: int = EMB_DIM, seed: int = 0,
+             **choose_kw) -> dict:
+    """Blend test embeddings into a submission; score members, concat, blend; save table and SVD."""
     names, srcs = _named(test)
     ids, embs = align_members(srcs)
     vids = vembs = None
@@ -203,7 +218,8 @@ def ensemble(test, valid=None, pairs=None, weights=None, out='submissions/ensemb
         vnames, vsrcs = _named(valid)
         if isinstance(valid, dict) and isinstance(test, dict) and vnames != names:
             raise KitError(f'valid members {vnames} differ from test members {names}')
-        if len(vsrcs) != len(srcs): raise KitError(f'{len(vsrcs)} validation members for {len(srcs)} test members')
+        if len(vsrcs) != len(srcs):
+            raise KitError(f'{len(vsrcs)} validation members for {len(srcs)} test members')
         if pairs is None: raise KitError('validation members need the validation pairs (`pairs`)')
         vids, vembs = align_members(vsrcs)
     w = _member_weights(weights, names, valid, vids, vembs, pairs, dim, seed, choose_kw)
@@ -212,10 +228,13 @@ def ensemble(test, valid=None, pairs=None, weights=None, out='submissions/ensemb
                                    sum(e.shape[1] for e, wi in zip(embs, w) if wi > 0), dim]),
                          index=pd.Index([*names, 'concat', 'blend'], name='embedding'))
     scored = {}
-    if valid is not None: scored['valid'] = _score_rows(names, vids, vembs, w, pairs, dim, seed, 'valid')
+    if valid is not None:
+        scored['valid'] = _score_rows(names, vids, vembs, w, pairs, dim, seed, 'valid')
     bids, bemb, info = blend([(ids, e) for e in embs], w, dim, seed)
-    if test_labels is not None: scored['test'] = _score_rows(names, ids, embs, w, test_labels, dim, seed, 'test')
+    if test_labels is not None:
+        scored['test'] = _score_rows(names, ids, embs, w, test_labels, dim, seed, 'test')
     for rows in scored.values(): table = table.join(pd.DataFrame.from_dict(rows, orient='index'))
     sub = write_submission(bids, bemb, out, expected_ids=expected_ids, dim=dim)
     files = _write_outputs(sub, table, info, names, w, table_dir, dim, len(bids))
-    return dict(weights=dict(zip(names, map(float, w))), table=table, submission=sub, files=files, info=info)
+    return dict(weights=dict(zip(names, map(float, w))), table=table, submission=sub, files=files,
+                info=info)

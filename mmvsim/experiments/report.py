@@ -26,9 +26,10 @@ __all__ = ['run_results', 'collect', 'grid_tables', 'format_table', 'Nested', 'p
 
 # %% ../../nbs/13c_experiments.report.ipynb #74ff4957
 def run_results(run: Path) -> dict:
-    """Validation and test Spearman and MSE of a finished finetuning run, from its prediction files."""
+    """Validation and test Spearman and MSE of a finished finetuning run, from its predictions."""
     v = pd.read_csv(run/RunFiles.VALID_PREDICTIONS)
-    vm = cosine_metrics(v.cosine, v.target)                     # the target finetuning fits; same ranks as the label
+    # the target finetuning fits; same ranks as the label
+    vm = cosine_metrics(v.cosine, v.target)
     out = dict(valid_spearman=vm['spearman'], valid_mse=vm['mse'], valid_pairs=len(v))
     if (run/RunFiles.TEST_PREDICTIONS).exists():
         tm = prediction_metrics(pd.read_csv(run/RunFiles.TEST_PREDICTIONS))
@@ -36,7 +37,7 @@ def run_results(run: Path) -> dict:
     return out | {'best_step': load_json(run/RunFiles.METRICS).get('best_step')}
 
 def collect(grid: Grid) -> pd.DataFrame:
-    """One line per (table, row, seed): its run, its pretraining run and seed, its status and its metrics."""
+    """One line per (table, row, seed): its run, pretraining run and seed, status and metrics."""
     plan, lines = plan_grid(grid), []
     pre_seed = {j.name: j.params['seed'] for j in plan if j.kind == 'pretrain'}
     for j in plan:
@@ -45,8 +46,8 @@ def collect(grid: Grid) -> pd.DataFrame:
         status = job_status(run)
         m = run_results(run) if status == 'complete' else {}
         pre = (j.deps or [''])[0]
-        lines += [dict(table=t, row=r, seed=seed, pretrain_seed=pre_seed.get(pre), run=j.name, pretrain=pre,
-                       status=status, **m) for t, r, seed in j.rows]
+        lines += [dict(table=t, row=r, seed=seed, pretrain_seed=pre_seed.get(pre), run=j.name,
+                       pretrain=pre, status=status, **m) for t, r, seed in j.rows]
     return pd.DataFrame(lines)
 
 # %% ../../nbs/13c_experiments.report.ipynb #33d1d8ca
@@ -59,50 +60,60 @@ def _complete(results: pd.DataFrame, table: str, row: str) -> pd.DataFrame:
     return results[(results.table == table) & (results.row == row) & (results.status == 'complete')]
 
 def _oracle(grid: Grid) -> dict:
-    """The generator's oracle Spearman on the validation pairs and (pair-weighted) on the test splits."""
+    """The generator's oracle Spearman on the validation pairs and (pair-weighted) test splits."""
     s = load_json(Path(grid.data['dir'])/META)['scores']
     test = [s[k] for k in grid.test_splits if k in s]
-    t = sum(x['oracle'] * x['pairs'] for x in test) / sum(x['pairs'] for x in test) if test else float('nan')
+    t = (sum(x['oracle'] * x['pairs'] for x in test) / sum(x['pairs'] for x in test) if test
+         else float('nan'))
     return dict(valid_spearman=s['valid']['oracle'], test_spearman=t)
 
 def grid_tables(grid: Grid, results: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Per table and row: each metric's mean and std over its runs, its pretraining runs' spread, the original's."""
+    """Per table, row: metric mean and std over runs, pretraining runs' spread, the original's."""
     out = {}
     for name, t in grid.tables.items():
         lines = []
         for row, r in t['rows'].items():
             sub = _complete(results, name, row)
-            pre = sub[sub.pretrain.astype(bool)] if len(sub) else sub                   # its pretrained runs
-            d = {'row': row, 'as': r.get('as', ''), 'seeds': len(sub), 'pretrain_seeds': pre.pretrain.nunique()}
-            by_pre = pre.groupby('pretrain').test_spearman.mean() if 'test_spearman' in pre else pd.Series(dtype=float)
-            d['test_spearman_pretrain_std'] = by_pre.std(ddof=1) if len(by_pre) > 1 else np.nan   # between their means
+            pre = sub[sub.pretrain.astype(bool)] if len(sub) else sub   # its pretrained runs
+            d = {'row': row, 'as': r.get('as', ''), 'seeds': len(sub),
+                 'pretrain_seeds': pre.pretrain.nunique()}
+            by_pre = (pre.groupby('pretrain').test_spearman.mean() if 'test_spearman' in pre
+                      else pd.Series(dtype=float))
+            # between their means
+            d['test_spearman_pretrain_std'] = by_pre.std(ddof=1) if len(by_pre) > 1 else np.nan
             for m in _METRICS:
                 x = sub[m].dropna() if m in sub else pd.Series(dtype=float)
-                d[m], d[f'{m}_std'] = (x.mean() if len(x) else np.nan), (x.std(ddof=1) if len(x) > 1 else np.nan)
+                d[m], d[f'{m}_std'] = ((x.mean() if len(x) else np.nan),
+                                       (x.std(ddof=1) if len(x) > 1 else np.nan))
             o = r.get('original') or [np.nan] * 4
             lines.append(d | dict(zip(_ORIGINAL, o)))
         if t.get('oracle'):
-            lines.append({'row': 'oracle (true latents)', 'as': '', 'seeds': 0, 'pretrain_seeds': 0} | _oracle(grid))
+            lines.append({'row': 'oracle (true latents)', 'as': '', 'seeds': 0, 'pretrain_seeds': 0}
+                         | _oracle(grid))
         out[name] = pd.DataFrame(lines).set_index('row')
         out[name].attrs['title'] = t.get('title', name)
     return out
 
 def format_table(t: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
-    """`mean ± std` strings for the metrics of a `grid_tables` table; runs as pretraining × finetuning seeds."""
-    def pm(m, s): return '' if pd.isna(m) else f'{m:.{digits}f}' + ('' if pd.isna(s) else f' ± {s:.{digits}f}')
+    """`mean ± std` strings of a `grid_tables` table; runs as pretraining × finetuning seeds."""
+    def pm(m, s):
+        return ('' if pd.isna(m) else
+                f'{m:.{digits}f}' + ('' if pd.isna(s) else f' ± {s:.{digits}f}'))
     cols = {'as in the original': t['as']} if t['as'].astype(bool).any() else {}
     col = lambda m: [pm(a, b) for a, b in zip(t[m], t.get(f'{m}_std', [np.nan] * len(t)))]
     cols |= {m.replace('_', ' '): col(m) for m in _METRICS}
-    runs = [f'{p} × {n // p}' if p and n % p == 0 else str(n) for n, p in zip(t.seeds, t.pretrain_seeds)]
-    cols |= {'runs': runs, 'original spearman': col('original_spearman'), 'original mse': col('original_mse')}
+    runs = [f'{p} × {n // p}' if p and n % p == 0 else str(n)
+            for n, p in zip(t.seeds, t.pretrain_seeds)]
+    cols |= {'runs': runs, 'original spearman': col('original_spearman'),
+             'original mse': col('original_mse')}
     return pd.DataFrame(cols, index=t.index)
 
 # %% ../../nbs/13c_experiments.report.ipynb #d682ac0f
 def _spearman_rows(x, ry):
     """Spearman of each row of `x` (S, P) against the ranks `ry` (P,)."""
-    rx = np.apply_along_axis(rankdata, 1, x)                                          # (S, P)
+    rx = np.apply_along_axis(rankdata, 1, x)                                           # (S, P)
     rx, r = rx - rx.mean(1, keepdims=True), ry - ry.mean()
-    return (rx @ r) / np.maximum(np.sqrt((rx ** 2).sum(1) * (r ** 2).sum()), 1e-300)  # (S,)
+    return (rx @ r) / np.maximum(np.sqrt((rx ** 2).sum(1) * (r ** 2).sum()), 1e-300)   # (S,)
 
 class Nested:
     """Runs (S,) nested in groups (their pretraining runs): the row's mean, and resamples of it."""
@@ -115,27 +126,29 @@ class Nested:
         return float(np.mean([m[i].mean() for i in self.members]))
 
     def resample(self, m, rng) -> float:
-        """One bootstrap draw of `mean`: groups, then runs in each, each level widened by √(n/(n−1)) (unbiased)."""
+        """A bootstrap draw of `mean`: groups, then runs in each, both widened by √(n/(n−1))."""
         G = len(self.members)
         means = np.array([m[i].mean() for i in self.members])
         pick, within = rng.integers(0, G, G), 0.0
         for g in pick:
             x = m[self.members[g]]
-            if len(x) > 1: within += _widen(len(x)) * (x[rng.integers(0, len(x), len(x))].mean() - x.mean())
+            if len(x) > 1:
+                within += _widen(len(x)) * (x[rng.integers(0, len(x), len(x))].mean() - x.mean())
         return means.mean() + _widen(G) * (means[pick].mean() - means.mean()) + within / G
 
 def _widen(n: int) -> float: return np.sqrt(n / (n - 1)) if n > 1 else 1.0
 
-def paired_bootstrap(a, b, labels, metric: str = 'spearman', n: int = 1000, seed: int = 0, groups_a=None,
-                     groups_b=None) -> dict:
-    """A - B (> 0: A better) of the mean metric of cosines `a` (Sa, P), `b` (Sb, P), with a nested 95% interval."""
+def paired_bootstrap(a, b, labels, metric: str = 'spearman', n: int = 1000, seed: int = 0,
+                     groups_a=None, groups_b=None) -> dict:
+    """A - B (> 0: A better) of mean metric of cosines `a` (Sa, P), `b` (Sb, P), nested 95% CI."""
     a, b, y = np.atleast_2d(a), np.atleast_2d(b), np.asarray(labels, np.float64)
-    if metric == 'spearman': runs = lambda c, i: _spearman_rows(c[:, i], rankdata(y[i]))          # (S,)
+    if metric == 'spearman': runs = lambda c, i: _spearman_rows(c[:, i], rankdata(y[i]))   # (S,)
     elif metric == 'mse':
         t = rank_target(y)
-        runs = lambda c, i: -((c[:, i] - t[i]) ** 2).mean(1)                                     # (S,)
+        runs = lambda c, i: -((c[:, i] - t[i]) ** 2).mean(1)                              # (S,)
     else: raise KitError(f"metric must be 'spearman' or 'mse', got {metric!r}")
-    na, nb = (Nested(np.arange(len(c)) if g is None else g) for c, g in ((a, groups_a), (b, groups_b)))
+    na, nb = (Nested(np.arange(len(c)) if g is None else g)
+              for c, g in ((a, groups_a), (b, groups_b)))
     P, rng = len(y), np.random.default_rng(seed)
     full = np.arange(P)
     d = na.mean(runs(a, full)) - nb.mean(runs(b, full))
@@ -148,31 +161,36 @@ def paired_bootstrap(a, b, labels, metric: str = 'spearman', n: int = 1000, seed
                 groups=(len(na.members), len(nb.members)))
 
 def verdict(lo: float, hi: float) -> str:
-    """'reproduced' when the whole interval favours A, 'reversed' when it favours B, else 'not resolved'."""
+    """'reproduced' if the whole interval favours A, 'reversed' if B, else 'not resolved'."""
     return 'reproduced' if lo > 0 else 'reversed' if hi < 0 else 'not resolved'
 
 # %% ../../nbs/13c_experiments.report.ipynb #7e38db0a
 def _predictions(grid: Grid, runs, which: str):
-    """The cosines (runs, pairs) and labels of `runs` on `valid` or `test`, aligned on the pairs (None: none)."""
-    preds = [pd.read_csv(grid.runs/r/f'{which}_predictions.csv', dtype={'id1': str, 'id2': str}) for r in runs]
-    preds = [p.sort_values([c for c in ('split', 'id1', 'id2') if c in p], ignore_index=True) for p in preds]
+    """Cosines (runs, pairs), labels of `runs` on `valid` or `test`, pair-aligned (None: none)."""
+    preds = [pd.read_csv(grid.runs/r/f'{which}_predictions.csv', dtype={'id1': str, 'id2': str})
+             for r in runs]
+    preds = [p.sort_values([c for c in ('split', 'id1', 'id2') if c in p], ignore_index=True)
+             for p in preds]
     if not preds or not len(preds[0]): return None, None
     keys = [c for c in ('split', 'id1', 'id2') if c in preds[0]]
     for r, p in zip(runs, preds):
         f = grid.runs/r/f'{which}_predictions.csv'
-        if not p[keys].equals(preds[0][keys]): raise DataError(f, f'other {which} pairs than {runs[0]}')
+        if not p[keys].equals(preds[0][keys]):
+            raise DataError(f, f'other {which} pairs than {runs[0]}')
         bad = ~np.isfinite(p.cosine.to_numpy(np.float64))
-        if bad.any(): raise DataError(f, f'{bad.sum()} non-finite cosines, the first at pair {int(np.argmax(bad))}')
+        if bad.any():
+            raise DataError(f, f'{bad.sum()} non-finite cosines, '
+                               f'the first at pair {int(np.argmax(bad))}')
     return np.stack([p.cosine.to_numpy() for p in preds]), preds[0].label.to_numpy()
 
 def _row_predictions(grid: Grid, results: pd.DataFrame, table: str, row: str, which: str):
-    """A row's complete runs' cosines (runs, pairs) and labels on `valid` or `test`, and their pretraining runs."""
+    """A row's complete runs' cosines (runs, pairs), labels on `valid`/`test`, pretraining runs."""
     sub = _complete(results, table, row)
     cos, y = _predictions(grid, list(sub.run), which)
     return cos, y, np.where(sub.pretrain.astype(bool), sub.pretrain, sub.run)
 
 def verdicts(grid: Grid, results: pd.DataFrame, n: int = 1000) -> pd.DataFrame:
-    """Every finding of the grid's tables tested on the validation and test pairs: differences, intervals, verdicts."""
+    """The grid's findings tested on validation and test pairs: differences, intervals, verdicts."""
     lines = []
     for name, t in grid.tables.items():
         for better, worse in t.get('findings') or []:
@@ -181,8 +199,10 @@ def verdicts(grid: Grid, results: pd.DataFrame, n: int = 1000) -> pd.DataFrame:
                 a, y, ga = _row_predictions(grid, results, name, better, which)
                 b, _, gb = _row_predictions(grid, results, name, worse, which)
                 for metric in ('spearman', 'mse'):
-                    diff = (o[0][0] - o[1][0] if metric == 'spearman' else o[1][2] - o[0][2]) if all(o) else np.nan
-                    base = dict(table=name, better=better, worse=worse, on=which, metric=metric, original_diff=diff)
+                    diff = ((o[0][0] - o[1][0] if metric == 'spearman' else o[1][2] - o[0][2])
+                            if all(o) else np.nan)
+                    base = dict(table=name, better=better, worse=worse, on=which, metric=metric,
+                                original_diff=diff)
                     if a is None or b is None:
                         lines.append(base | dict(verdict='not run'))
                         continue
@@ -192,34 +212,37 @@ def verdicts(grid: Grid, results: pd.DataFrame, n: int = 1000) -> pd.DataFrame:
 
 # %% ../../nbs/13c_experiments.report.ipynb #c3bef5b2
 def greedy_blend(valid_cos, valid_y, k: int) -> list[int]:
-    """The `k` rows of `valid_cos` (R, P), chosen one at a time, whose mean cosine ranks the validation pairs best."""
+    """The `k` rows of `valid_cos` (R, P), picked greedily, whose mean ranks valid pairs best."""
     chosen, total, ry = [], np.zeros(valid_cos.shape[1]), rankdata(valid_y)
     for _ in range(min(k, len(valid_cos))):
         rest = [i for i in range(len(valid_cos)) if i not in chosen]
-        rho = _spearman_rows((total + valid_cos[rest]) / (len(chosen) + 1), ry)                   # (R',)
+        rho = _spearman_rows((total + valid_cos[rest]) / (len(chosen) + 1), ry)   # (R',)
         chosen.append(rest[int(np.argmax(rho))])
         total += valid_cos[chosen[-1]]
     return chosen
 
 def ensemble_curve(valid_cos, valid_y, test_cos, test_y, sizes=(1, 2, 3, 5), n: int = 1000,
                    seed: int = 0) -> pd.DataFrame:
-    """Test Spearman of `greedy_blend`'s blend of each size, its spread over choices, its gain with a 95% interval."""
+    """Test Spearman of `greedy_blend` per size, its spread over choices, its gain with a 95% CI."""
     sizes = [k for k in sizes if k <= len(valid_cos)]
     Pv, Pt, rng = len(valid_y), len(test_y), np.random.default_rng(seed)
     def score(order, it):
-        blends = np.stack([test_cos[order[:k]][:, it].mean(0) for k in sizes])                  # (sizes, P)
-        return _spearman_rows(blends, rankdata(test_y[it]))                                     # (sizes,)
+        blends = np.stack([test_cos[order[:k]][:, it].mean(0) for k in sizes])   # (sizes, P)
+        return _spearman_rows(blends, rankdata(test_y[it]))                      # (sizes,)
     choose = lambda iv: greedy_blend(valid_cos[:, iv], valid_y[iv], max(sizes))
     order, every = choose(np.arange(Pv)), np.arange(Pt)
     full = score(order, every)
-    choices = np.array([score(choose(rng.integers(0, Pv, Pv)), every) for _ in range(n)])       # (n, sizes)
-    boot = np.array([score(choose(rng.integers(0, Pv, Pv)), rng.integers(0, Pt, Pt)) for _ in range(n)])
+    # (n, sizes)
+    choices = np.array([score(choose(rng.integers(0, Pv, Pv)), every) for _ in range(n)])
+    boot = np.array([score(choose(rng.integers(0, Pv, Pv)), rng.integers(0, Pt, Pt))
+                     for _ in range(n)])
     gain = boot - boot[:, :1]
     lo, hi = np.quantile(gain, 0.025, axis=0), np.quantile(gain, 0.975, axis=0)
     return pd.DataFrame(dict(size=sizes, members=[order[:k] for k in sizes], test_spearman=full,
-                             choices_mean=choices.mean(0), choices_std=choices.std(0, ddof=1), gain=full - full[0],
-                             gain_lo=lo, gain_hi=hi, verdict=[verdict(a, b) if k > sizes[0] else ''
-                                                              for k, a, b in zip(sizes, lo, hi)])).set_index('size')
+                             choices_mean=choices.mean(0), choices_std=choices.std(0, ddof=1),
+                             gain=full - full[0], gain_lo=lo, gain_hi=hi,
+                             verdict=[verdict(a, b) if k > sizes[0] else ''
+                                      for k, a, b in zip(sizes, lo, hi)])).set_index('size')
 
 def _pool(grid: Grid, results: pd.DataFrame) -> dict[str, str]:
     """Every complete finetuning run of the grid, named by its first row and its seeds."""
@@ -228,51 +251,58 @@ def _pool(grid: Grid, results: pd.DataFrame) -> dict[str, str]:
     return {f'{r.table}: {r.row}{pre(r)} s{r.seed}': r.run for r in done.itertuples()}
 
 def grid_curve(grid: Grid, results: pd.DataFrame, n: int = 1000) -> pd.DataFrame:
-    """`ensemble_curve` over the grid's complete finetuning runs at its blend sizes, beside the original's curve."""
+    """`ensemble_curve` of complete finetuning runs at the grid's blend sizes, with the original."""
     pool = _pool(grid, results)
     if not pool: raise KitError('no finished finetuning run to blend')
     names, runs = list(pool), list(pool.values())
     (vc, vy), (tc, ty) = _predictions(grid, runs, 'valid'), _predictions(grid, runs, 'test')
-    if tc is None: raise KitError('the grid scores no test split: an ensemble curve needs test_splits')
+    if tc is None:
+        raise KitError('the grid scores no test split: an ensemble curve needs test_splits')
     sizes = grid.blend['sizes']
     c = ensemble_curve(vc, vy, tc, ty, sizes, n)
     c['members'] = [[names[i] for i in m] for m in c.members]
-    c['original_spearman'] = [dict(zip(sizes, grid.blend['original'])).get(k, np.nan) for k in c.index]
+    c['original_spearman'] = [dict(zip(sizes, grid.blend['original'])).get(k, np.nan)
+                              for k in c.index]
     return c
 
-def grid_blend(grid: Grid, curve: pd.DataFrame, results: pd.DataFrame, out_dir, progress=False) -> pd.DataFrame:
-    """The curve's largest blend as a submission (weighted concat → SVD to 256), scored beside its members."""
+def grid_blend(grid: Grid, curve: pd.DataFrame, results: pd.DataFrame, out_dir,
+               progress=False) -> pd.DataFrame:
+    """The curve's largest blend as a submission (concat → SVD to 256), scored beside members."""
     pool = _pool(grid, results)
     members = {k: grid.runs/pool[k] for k in curve.members.iloc[-1]}
     if len(members) < 2: raise KitError(f'{len(members)} finished member(s): a blend needs two')
     store = prepare_data(grid, progress)
     va = valid_pairs(store)
     vids = pair_video_ids(va)
-    labels = pd.concat([read_labels(hidden_labels(grid.data['dir'], s)) for s in grid.test_splits], ignore_index=True)
+    labels = pd.concat([read_labels(hidden_labels(grid.data['dir'], s)) for s in grid.test_splits],
+                       ignore_index=True)
     tids = pair_video_ids(labels)
     test = {k: embed_run(r, store, tids, progress=progress) for k, r in members.items()}
     valid = {k: embed_run(r, store, vids, progress=progress) for k, r in members.items()}
     w = grid.blend['weights']
-    res = ensemble(test, valid=valid, pairs=va, weights=None if w == 'equal' else w, out=Path(out_dir)/'blend.zip',
-                   test_labels=labels)
+    res = ensemble(test, valid=valid, pairs=va, weights=None if w == 'equal' else w,
+                   out=Path(out_dir)/'blend.zip', test_labels=labels)
     return res['table']
 
 # %% ../../nbs/13c_experiments.report.ipynb #37107011
 def plot_tables(tables: dict):
-    """One panel per table: validation and test Spearman per row (mean ± std over seeds); the oracle as a line."""
+    """Per table: each row's valid and test Spearman (mean ± std over seeds), oracle as a line."""
     from matplotlib.figure import Figure
     fig = Figure(figsize=(4.8 * len(tables), 4.2), layout='constrained')
     for ax, (name, t) in zip(fig.subplots(1, len(tables), squeeze=False)[0], tables.items()):
         rows = t[t.seeds > 0]
         x = np.arange(len(rows))
-        for k, (m, c) in enumerate((('valid_spearman', 'tab:blue'), ('test_spearman', 'tab:orange'))):
-            ax.bar(x + (k - 0.5) * 0.38, rows[m], 0.38, yerr=rows[f'{m}_std'].fillna(0), capsize=3, color=c,
-                   label=m.replace('_', ' '))
+        for k, (m, c) in enumerate((('valid_spearman', 'tab:blue'),
+                                    ('test_spearman', 'tab:orange'))):
+            ax.bar(x + (k - 0.5) * 0.38, rows[m], 0.38, yerr=rows[f'{m}_std'].fillna(0), capsize=3,
+                   color=c, label=m.replace('_', ' '))
         m = rows[['valid_spearman', 'test_spearman']].to_numpy(float)
         sd = np.nan_to_num(rows[['valid_spearman_std', 'test_spearman_std']].to_numpy(float))
-        lo, hi = (np.nanmin(m - sd), np.nanmax(m + sd)) if np.isfinite(m).any() else (0, 1)   # the error bars fit
+        # the error bars fit
+        lo, hi = (np.nanmin(m - sd), np.nanmax(m + sd)) if np.isfinite(m).any() else (0, 1)
         if 'oracle (true latents)' in t.index:
-            ax.axhline(t.loc['oracle (true latents)', 'test_spearman'], color='k', ls='--', lw=1, label='oracle (test)')
+            ax.axhline(t.loc['oracle (true latents)', 'test_spearman'], color='k', ls='--', lw=1,
+                       label='oracle (test)')
             hi = max(hi, t.loc['oracle (true latents)', 'test_spearman'])
         ax.set_ylim(lo - 0.05 * max(hi - lo, 0.02) - 0.01, hi + 0.1 * max(hi - lo, 0.02) + 0.005)
         ax.set_xticks(x, rows.index, rotation=20, ha='right', fontsize=8)
@@ -285,7 +315,8 @@ def plot_tables(tables: dict):
 def plot_epochs(grid: Grid, table: pd.DataFrame, name: str = 'epochs'):
     """Spearman (mean ± std over seeds) against the rows' pretraining epochs."""
     from matplotlib.figure import Figure
-    rows = {r: job_config(Job('', 'pretrain', {**grid.pretrain, **(v.get('pretrain') or {})})).epochs
+    rows = {r: job_config(Job('', 'pretrain',
+                              {**grid.pretrain, **(v.get('pretrain') or {})})).epochs
             for r, v in grid.tables[name]['rows'].items()}
     t = table.loc[list(rows)].assign(epochs=list(rows.values())).sort_values('epochs')
     fig = Figure(figsize=(5.5, 3.8), layout='constrained')
@@ -303,23 +334,26 @@ def plot_epochs(grid: Grid, table: pd.DataFrame, name: str = 'epochs'):
 
 # %% ../../nbs/13c_experiments.report.ipynb #1c7157d0
 def plot_curves(grid: Grid, results: pd.DataFrame):
-    """Every run's curves overlaid: pretraining loss, and finetuning validation Spearman, against the step."""
+    """Every run's curves overlaid: pretraining loss, finetuning validation Spearman, by step."""
     from matplotlib.figure import Figure
     fig = Figure(figsize=(13, 4.6), layout='constrained')
     a1, a2 = fig.subplots(1, 2)
     plan, colours = plan_grid(grid), {}
-    for j in plan:                                 # one colour per pretraining run, shared by its finetuning runs
-        colours.setdefault(j.name if j.kind == 'pretrain' else (j.deps or ['scratch'])[0], f'C{len(colours) % 10}')
+    for j in plan:   # one colour per pretraining run, shared by its finetuning runs
+        colours.setdefault(j.name if j.kind == 'pretrain' else (j.deps or ['scratch'])[0],
+                           f'C{len(colours) % 10}')
     for j in plan:
         recs = read_metrics(grid.runs/j.name)
-        key, pre = ('loss', j.name) if j.kind == 'pretrain' else ('eval_spearman', (j.deps or ['scratch'])[0])
+        key, pre = (('loss', j.name) if j.kind == 'pretrain' else
+                    ('eval_spearman', (j.deps or ['scratch'])[0]))
         pts = [(r['step'], r[key]) for r in recs if key in r]
         if not pts: continue
         first = j.kind == 'pretrain' or j.rows[0][2] == grid.seeds[0]
-        label = (j.name if j.kind == 'pretrain' else f'{j.rows[0][0]}: {j.rows[0][1]}') if first else None
+        label = ((j.name if j.kind == 'pretrain' else f'{j.rows[0][0]}: {j.rows[0][1]}') if first
+                 else None)
         ax = a1 if j.kind == 'pretrain' else a2
-        ax.plot(*zip(*pts), lw=1, alpha=0.8, color=colours[pre], marker=None if j.kind == 'pretrain' else 'o', ms=3,
-                label=label)
+        ax.plot(*zip(*pts), lw=1, alpha=0.8, color=colours[pre],
+                marker=None if j.kind == 'pretrain' else 'o', ms=3, label=label)
     a1.set_yscale('log')
     a1.set_title('pretraining loss, every run')
     a1.set_xlabel('step')
@@ -333,7 +367,7 @@ def plot_curves(grid: Grid, results: pd.DataFrame):
     return fig
 
 def plot_best_member(grid: Grid, results: pd.DataFrame):
-    """Predicted cosine against the label on the test pairs for the run with the best validation Spearman."""
+    """Predicted cosine against label on the test pairs, for the run of best validation Spearman."""
     from matplotlib.figure import Figure
     done = results[results.status == 'complete'].sort_values('valid_spearman', ascending=False)
     run = done.run.iloc[0]
@@ -346,5 +380,6 @@ def plot_best_member(grid: Grid, results: pd.DataFrame):
     ax.set_ylabel('predicted cosine')
     best = done.iloc[0]
     rho = prediction_metrics(p)['spearman']
-    ax.set_title(f"{best.table}: {best.row} (seed {best.seed})\ntest Spearman {rho:.4f}", fontsize=9)
+    ax.set_title(f"{best.table}: {best.row} (seed {best.seed})\n"
+                 f"test Spearman {rho:.4f}", fontsize=9)
     return fig
