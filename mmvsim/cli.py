@@ -254,67 +254,59 @@ DEMO_INPUTS = ('title', 'title+asr', 'asr')   # the text each demo ensemble memb
 def _demo_member(k, data, store, store_dir, pre_run, runs, seed, epochs, split, vids):
     """Finetune ensemble member `k` from the pretraining run (from random weights when `pre_run` is None, the
     comparison) and embed the test split and the validation videos."""
-    text = DEMO_INPUTS[k % len(DEMO_INPUTS)]   # members differ in what they read, and in seed
-    if pre_run:
-        print(f'== 4/6 finetune member {k + 1}: from the pretraining run, reading {text}, '
-              f'seed {seed + k}, {epochs} epochs')
-    else:
-        print(f'== 4/6 finetune from scratch: member {k + 1} from random weights '
-              '(the same reading, seed, epochs), to measure what pretraining adds; not blended')
+    text = DEMO_INPUTS[k % len(DEMO_INPUTS)]                      # members differ in what they read, and in seed
+    if pre_run: print(f'== 4/6 finetune member {k + 1}: from the pretraining run, reading {text}, seed {seed + k}, '
+                      f'{epochs} epochs')
+    else: print(f'== 4/6 finetune from scratch: member {k + 1} from random weights (the same reading, seed, epochs), '
+                'to measure what pretraining adds; not blended')
     run = runs/f"demo-{'finetune' if pre_run else 'scratch'}-{text}-s{seed + k}"
     start = dict(pretrained=pre_run) if pre_run else dict(model_size='tiny')
-    f = finetune(FinetuneConfig(data_dir=data, store_dir=store_dir, run_dir=str(run), **start,
-                                text=text, epochs=epochs, lr_bert=1e-4, lr_new=5e-4, seed=seed + k))
+    f = finetune(FinetuneConfig(data_dir=data, store_dir=store_dir, run_dir=str(run), **start, text=text,
+                                epochs=epochs, lr_bert=1e-4, lr_new=5e-4, seed=seed + k))
     print(f"validation Spearman {f['best_spearman']:.4f} (best of {f['steps']} steps)")
     print(f'== 5/6 embed {split} and the validation videos')
     return (save_embeddings(run/f'{split}.npz', *embed_run(run, store, split)),
             save_embeddings(run/'valid.npz', *embed_run(run, store, vids)))
 
 # %% ../nbs/14_cli.ipynb #4bc10c98
-def demo(data='data/demo', store_dir='data/demo_store', preset='demo', seed=0, pretrain_epochs=3,
-         finetune_epochs=2, members=3, runs='', out='submissions/submission.zip', split='test_a',
-         scratch=True) -> dict:
+def demo(data='data/demo', store_dir='data/demo_store', preset='demo', seed=0, pretrain_epochs=3, finetune_epochs=2,
+         members=3, runs='', out='submissions/submission.zip', split='test_a', scratch=True) -> dict:
     """The whole recipe on synthetic data; prints each step and returns the final table and scores (with `scratch`,
     the first member finetuned again from random weights beside it: what pretraining adds)."""
     t0, runs = time.time(), Path(runs or runs_root())
     print(f'== 1/6 data: synthetic {preset!r} preset at {data}')
     meta = ensure_data(data, preset, seed, regenerate=True)
-    print(f"{meta['sizes']}, {meta['bytes'] / 2**20:.0f} MiB; tags: {meta['distinct_tags']} "
-          f"distinct, {meta['tags_outside_list']} outside tag_list.txt")
+    print(f"{meta['sizes']}, {meta['bytes'] / 2**20:.0f} MiB; tags: {meta['distinct_tags']} distinct, "
+          f"{meta['tags_outside_list']} outside tag_list.txt")
     print(_fmt(reference_table(meta)))
     print(f'== 2/6 store: {store_dir}')
     store = open_store(data, store_dir, load_tokenizer(Path(data)/'vocab.txt'))
     print(store)
     print(f'== 3/6 pretrain: tiny model, VTC+MLM+MFM, {pretrain_epochs} epochs')
-    pre = PretrainConfig(data_dir=data, store_dir=store_dir, run_dir=str(runs/'demo-pretrain'),
-                         model_size='tiny', epochs=pretrain_epochs, seed=seed)
+    pre = PretrainConfig(data_dir=data, store_dir=store_dir, run_dir=str(runs/'demo-pretrain'), model_size='tiny',
+                         epochs=pretrain_epochs, seed=seed)
     p = pretrain(pre)
     print(_fmt(pd.DataFrame({'first': p['first'], 'last': p['last']})))
     va = valid_pairs(store)
-    vids = pair_video_ids(va)
-    files = [_demo_member(k, data, store, store_dir, pre.run_dir, runs, seed, finetune_epochs,
-                          split, vids)
+    vids = sorted(set(va.id1) | set(va.id2))
+    files = [_demo_member(k, data, store, store_dir, pre.run_dir, runs, seed, finetune_epochs, split, vids)
              for k in range(members)]
-    solo = (_demo_member(0, data, store, store_dir, None, runs, seed, finetune_epochs, split, vids)
-            if scratch else None)
+    solo = _demo_member(0, data, store, store_dir, None, runs, seed, finetune_epochs, split, vids) if scratch else None
     print(f'== 6/6 ensemble: weighted concat -> SVD to 256, equal weights -> {out}')
     labels = hidden_labels(data, split)
-    res = ensemble({f.parent.name: f for f, _ in files}, valid={v.parent.name: v for _, v in files},
-                   pairs=va, out=out, test_labels=labels,
-                   expected_ids=store.ids[store.rows(split)].tolist())
+    res = ensemble({f.parent.name: f for f, _ in files}, valid={v.parent.name: v for _, v in files}, pairs=va, out=out,
+                   test_labels=labels, expected_ids=store.ids[store.rows(split)].tolist())
     score = score_submission(res['submission'], labels)
     table = res['table'][['weight', 'valid_spearman', 'test_spearman']]
     if solo:
         (tids, temb), (vids_, vemb) = load_embeddings(solo[0]), load_embeddings(solo[1])
-        table.loc[f'{solo[0].parent.name} (not blended)'] = [
-            float('nan'), pair_scores(vids_, vemb, va)['spearman'],
-            pair_scores(tids, temb, labels)['spearman']]
+        table.loc[f'{solo[0].parent.name} (not blended)'] = [float('nan'), pair_scores(vids_, vemb, va)['spearman'],
+                                                             pair_scores(tids, temb, labels)['spearman']]
     oracle = meta['scores']['valid']['oracle'], meta['scores'][split]['oracle']
     table.loc['oracle (true latents)'] = [float('nan'), *oracle]
     print(_fmt(table))
-    print(f"submission {res['submission']}: Spearman {score['spearman']:.4f} on {score['pairs']} "
-          f"hidden {split} pairs (oracle {meta['scores'][split]['oracle']:.4f}); "
-          f"demo done in {time.time() - t0:.0f} s")
+    print(f"submission {res['submission']}: Spearman {score['spearman']:.4f} on {score['pairs']} hidden {split} pairs "
+          f"(oracle {meta['scores'][split]['oracle']:.4f}); demo done in {time.time() - t0:.0f} s")
     return dict(table=table, score=score, submission=res['submission'], seconds=time.time() - t0)
 
 # %% ../nbs/14_cli.ipynb #22db7206

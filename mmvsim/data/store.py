@@ -12,8 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 from fastcore.basics import patch
-from ..core import (DataError, FRAME_DIM, KitError, exclusive_lock, progress_bar, save_json,
-                         load_json)
+from ..core import DataError, FRAME_DIM, KitError, exclusive_lock, progress_bar, save_json, load_json
 from .records import (SPLITS, decode_video, input_sizes, iter_raw_records, merge_duplicate_pairs,
                                  read_labels, read_tag_list, split_files)
 
@@ -23,23 +22,20 @@ __all__ = ['FORMAT_VERSION', 'NONFINITE', 'MANIFEST', 'STORE_FILES', 'FORMAT', '
 
 # %% ../../nbs/03a_data.store.ipynb #a53e55a4
 def load_tokenizer(path):
-    """A BERT tokenizer from a saved tokenizer or a `vocab.txt` (file or folder); no downloads."""
+    """A local BERT tokenizer from a saved tokenizer folder or a `vocab.txt` (file or folder); never downloads."""
     from transformers import AutoTokenizer, BertTokenizer
     p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f'{p}: no tokenizer here '
-                                '(a saved tokenizer folder or a BERT vocab.txt)')
+    if not p.exists(): raise FileNotFoundError(f'{p}: no tokenizer here (a saved tokenizer folder or a BERT vocab.txt)')
     if p.is_file(): return BertTokenizer(vocab=str(p), name_or_path=str(p))
     if (p/'tokenizer.json').exists() or (p/'tokenizer_config.json').exists():
         return AutoTokenizer.from_pretrained(str(p), local_files_only=True)
     if (p/'vocab.txt').exists(): return BertTokenizer.from_pretrained(str(p), local_files_only=True)
-    raise FileNotFoundError(f'{p}: neither a saved tokenizer '
-                            '(tokenizer.json / tokenizer_config.json) nor a vocab.txt')
+    raise FileNotFoundError(f'{p}: neither a saved tokenizer (tokenizer.json / tokenizer_config.json) nor a vocab.txt')
 
 def _as_tokenizer(tok): return load_tokenizer(tok) if isinstance(tok, (str, os.PathLike)) else tok
 
 def tokenizer_fingerprint(tok) -> str:
-    """A stable hash of what decides the token ids: vocabulary, class, casing, CJK settings."""
+    """A stable hash of what decides the token ids: vocabulary, class, lower-casing and Chinese-character settings."""
     vocab = sorted(tok.get_vocab().items(), key=lambda kv: (kv[1], kv[0]))
     desc = dict(cls=type(tok).__name__, vocab=vocab, **{k: getattr(tok, k, None) for k in
                 ('do_lower_case', 'tokenize_chinese_chars', 'strip_accents')})
@@ -47,36 +43,30 @@ def tokenizer_fingerprint(tok) -> str:
 
 def special_ids(tok) -> dict:
     """The special token ids the model needs, plus the vocabulary size."""
-    return dict(cls=tok.cls_token_id, sep=tok.sep_token_id, pad=tok.pad_token_id,
-                mask=tok.mask_token_id, unk=tok.unk_token_id, vocab_size=len(tok))
+    return dict(cls=tok.cls_token_id, sep=tok.sep_token_id, pad=tok.pad_token_id, mask=tok.mask_token_id,
+                unk=tok.unk_token_id, vocab_size=len(tok))
 
 # %% ../../nbs/03a_data.store.ipynb #9f457748
-FORMAT_VERSION = 2                             # 2: per-split rows, file sizes in the manifest
-NONFINITE = ('error', 'zero')                  # what a store build does with NaN/inf frame values
-MANIFEST = 'manifest.json'                     # the store's description, written last
+FORMAT_VERSION = 2                                     # 2: per-split rows, file sizes in the manifest
+NONFINITE = ('error', 'zero')                          # what a store build does with NaN/inf frame values
+MANIFEST = 'manifest.json'                             # the store's description, written last
 
-# array -> (file, dtype): the store's format, in one place; N videos, P pairs
-STORE_FILES = {
-    'frames': ('frames.f16', np.float16),      # (frames, 1536) every video's frames, concatenated
-    # token ids; tag indices into `tag_list`
-    **{k: (f'{k}.i32', np.int32) for k in ('title', 'asr', 'tags')},
-    # (N + 1,)
-    **{f'{k}_offsets': (f'{k}_offsets.npy', np.int64) for k in ('frame', 'title', 'asr', 'tag')},
-    'category': ('category.npy', np.int64),    # (N,) category id, -1 when unknown
-    'split': ('split.npy', np.int8),           # (N,) index into SPLITS of its first split
-    'has_tags': ('has_tags.npy', np.bool_),    # (N,) whether the video came with tags
-    'ids': ('ids.npy', np.bytes_),             # (N,) ids by row, utf-8
-    'ids_sorted': ('ids_sorted.npy', np.bytes_),   # sorted
-    'id_order': ('id_order.npy', np.int64),    # their rows
-    # the rows of every split (a row may be in several)
-    **{f'rows_{s}': (f'rows_{s}.npy', np.int64) for s in SPLITS},
-    'pair_rows': ('pair_rows.npy', np.int64),  # (P, 2) the labelled pairs' rows (with pairwise)
+STORE_FILES = {                # array -> (file, dtype): the store's format, in one place; N videos, P pairs
+    'frames': ('frames.f16', np.float16),              # (frames, 1536) every video's frames, concatenated
+    **{k: (f'{k}.i32', np.int32) for k in ('title', 'asr', 'tags')},   # token ids; tag indices into `tag_list`
+    **{f'{k}_offsets': (f'{k}_offsets.npy', np.int64) for k in ('frame', 'title', 'asr', 'tag')},   # (N + 1,)
+    'category': ('category.npy', np.int64),            # (N,) category id, -1 when unknown
+    'split': ('split.npy', np.int8),                   # (N,) index into SPLITS of the first split listing it
+    'has_tags': ('has_tags.npy', np.bool_),            # (N,) whether the video came with tags
+    'ids': ('ids.npy', np.bytes_),                     # (N,) ids by row, utf-8
+    'ids_sorted': ('ids_sorted.npy', np.bytes_), 'id_order': ('id_order.npy', np.int64),   # sorted, their rows
+    **{f'rows_{s}': (f'rows_{s}.npy', np.int64) for s in SPLITS},   # the rows of every split (a row may be in several)
+    'pair_rows': ('pair_rows.npy', np.int64),          # (P, 2) the labelled pairs' rows (a store with pairwise)
     'pair_similarity': ('pair_similarity.npy', np.float64),   # (P,) their labels
-    'tag_list': ('tag_list.npy', np.int64),    # the tags VTC predicts, in `tag_list.txt` order
+    'tag_list': ('tag_list.npy', np.int64),            # the tags VTC predicts, in `tag_list.txt` order
 }
 _TABLE = repr(sorted((k, f, np.dtype(t).str) for k, (f, t) in STORE_FILES.items())).encode()
-# a changed table: another format
-FORMAT = f'{FORMAT_VERSION}:{hashlib.blake2b(_TABLE, digest_size=4).hexdigest()}'
+FORMAT = f'{FORMAT_VERSION}:{hashlib.blake2b(_TABLE, digest_size=4).hexdigest()}'   # a changed table: another format
 
 def _save(d: Path, name: str, a):
     """Write store array `name` into folder `d` under its file name and dtype."""
@@ -99,13 +89,12 @@ class _Flat:
         _save(self.d, f'{self.kind}_offsets', np.frombuffer(self.offsets, np.int64))
 
 def _finite_frames(v, path, record, nonfinite: str) -> tuple[np.ndarray, int]:
-    """Frames and the count of zeroed values: NaN/inf refused, or zeroed with nonfinite='zero'."""
+    """The video's frames and how many values were zeroed: NaN/inf refused, or zeroed with nonfinite='zero'."""
     fr, bad = v['frames'], ~np.isfinite(v['frames'])
     if not bad.any(): return fr, 0
     if nonfinite != 'zero':
         raise DataError(path, f"video {v['id']}: {int(bad.sum())} frame values are NaN or infinite "
-                              "(build the store with nonfinite='zero' to zero them)",
-                        f'record {record}')
+                              "(build the store with nonfinite='zero' to zero them)", f'record {record}')
     return np.where(bad, np.float16(0), fr), int(bad.sum())
 
 # %% ../../nbs/03a_data.store.ipynb #ece851b7
@@ -115,24 +104,20 @@ class _StoreWriter:
         self.d, self.tok, self.max_tokens, self.batch_size = Path(d), tok, max_tokens, batch_size
         self.tag_index, self.nonfinite = {t: i for i, t in enumerate(tag_list)}, nonfinite
         self.frames = _Flat(self.d, 'frames', 'frame')
-        self.title, self.asr, self.tags = (_Flat(self.d, k, k.rstrip('s'))
-                                           for k in ('title', 'asr', 'tags'))
+        self.title, self.asr, self.tags = (_Flat(self.d, k, k.rstrip('s')) for k in ('title', 'asr', 'tags'))
         self.category, self.split, self.has_tags = array('q'), array('b'), array('b')
         self.row_of, self.dups, self.text, self.zeroed = {}, {}, [], 0
-        # per row: content hash, file and record
-        self.digest, self.place, self.files = array('q'), array('q'), []
-        # every split's rows, duplicates included
-        self.split_rows = {s: array('q') for s in SPLITS}
+        self.digest, self.place, self.files = array('q'), array('q'), []   # per row: content hash, file and record
+        self.split_rows = {s: array('q') for s in SPLITS}                    # every split's rows, duplicates included
 
     def _seen(self, v, split, path, record, digest) -> bool:
-        """Whether the video is already stored: then it joins `split` too (copies must be equal)."""
+        """Whether the video is already in the store: then it joins `split` too (a copy elsewhere must be equal)."""
         row = self.row_of.get(v['id'])
         if row is None: return False
         if self.digest[row] != digest:
             f, r = divmod(self.place[row], 1 << 32)
-            raise DataError(path, f"video {v['id']} differs from the video with this id at "
-                                  f"{self.files[f]} record {r} (title, ASR or frames)",
-                            f'record {record}')
+            raise DataError(path, f"video {v['id']} differs from the video with this id at {self.files[f]} record {r} "
+                                  '(title, ASR or frames)', f'record {record}')
         self.dups[split] = self.dups.get(split, 0) + 1
         self.split_rows[split].append(row)
         return True
@@ -150,8 +135,7 @@ class _StoreWriter:
         self.place.append(((len(self.files) - 1) << 32) + record)
         self.split_rows[split].append(row)
         self.frames.add(fr)
-        tags = ([] if v['tag_id'] is None else
-                [self.tag_index[t] for t in v['tag_id'].tolist() if t in self.tag_index])
+        tags = [] if v['tag_id'] is None else [self.tag_index[t] for t in v['tag_id'].tolist() if t in self.tag_index]
         self.tags.add(tags)
         self.category.append(v['category_id'])
         self.split.append(SPLITS.index(split))
@@ -163,15 +147,14 @@ class _StoreWriter:
         """Tokenise the buffered titles and ASR texts into their flat arrays."""
         if not self.text: return
         for flat, texts in zip((self.title, self.asr), zip(*self.text)):
-            for t in self.tok(list(texts), add_special_tokens=False, truncation=True,
-                              max_length=self.max_tokens, return_attention_mask=False,
-                              return_token_type_ids=False)['input_ids']: flat.add(t)
+            for t in self.tok(list(texts), add_special_tokens=False, truncation=True, max_length=self.max_tokens,
+                              return_attention_mask=False, return_token_type_ids=False)['input_ids']: flat.add(t)
         self.text = []
 
 # %% ../../nbs/03a_data.store.ipynb #7b23faa1
 @patch
 def close(self: _StoreWriter):
-    """Flush; write the index arrays: offsets, categories, splits, ids (sorted too), split rows."""
+    """Write what is still buffered and the index arrays: offsets, categories, splits, ids (sorted too), split rows."""
     self.flush()
     for flat in (self.frames, self.title, self.asr, self.tags): flat.close()
     _save(self.d, 'category', np.frombuffer(self.category, np.int64))
@@ -182,12 +165,11 @@ def close(self: _StoreWriter):
     _save(self.d, 'ids', ids)
     _save(self.d, 'ids_sorted', ids[order])
     _save(self.d, 'id_order', order)
-    for s, rows in self.split_rows.items():
-        _save(self.d, f'rows_{s}', np.unique(np.frombuffer(rows, np.int64)))
+    for s, rows in self.split_rows.items(): _save(self.d, f'rows_{s}', np.unique(np.frombuffer(rows, np.int64)))
 
 # %% ../../nbs/03a_data.store.ipynb #1cec0d16
 def _write_videos(w: _StoreWriter, plan, data_dir, progress) -> dict:
-    """Stream every record file of the plan into the writer; returns each file's record count."""
+    """Stream every record file of the plan into the writer; returns the record count of each file."""
     n_records = {}
     with progress_bar(total=sum(Path(p).stat().st_size for _, p in plan), unit='B', unit_scale=True,
               desc='building store', disable=not progress) as bar:
@@ -201,13 +183,11 @@ def _write_videos(w: _StoreWriter, plan, data_dir, progress) -> dict:
     return n_records
 
 def _write_pairs(tmp: Path, label_file, row_of: dict) -> tuple[int, int]:
-    """The labelled pairs as store rows, duplicates merged (mean label); their count and merged."""
+    """The labelled pairs as store rows (a pair listed twice merged into one, mean label); their count and merged."""
     labels, merged = merge_duplicate_pairs(read_labels(label_file, known_ids=row_of))
     if merged:
-        warnings.warn(f'{label_file}: {merged} pairs are listed twice (in either order): '
-                      f'merged, with the mean label')
-    rows = np.array([[row_of[a], row_of[b]] for a, b in zip(labels.id1, labels.id2)],
-                    np.int64).reshape(-1, 2)
+        warnings.warn(f'{label_file}: {merged} pairs are listed twice (in either order): merged, with the mean label')
+    rows = np.array([[row_of[a], row_of[b]] for a, b in zip(labels.id1, labels.id2)], np.int64).reshape(-1, 2)
     _save(tmp, 'pair_rows', rows)
     _save(tmp, 'pair_similarity', labels.similarity.to_numpy())
     return len(labels), merged
@@ -217,26 +197,23 @@ def _build_lock(store_dir: Path, wait: float = 3600):
     """One build of `store_dir` at a time; the holder clears what killed builds of this store left
     (`.<name>.<random>.tmp`, `.<name>.<pid>.old`), and nothing of another store's."""
     mine = re.compile(rf'\.{re.escape(store_dir.name)}\.[^.]+\.(tmp|old)')
-    with exclusive_lock(store_dir.parent/f'.{store_dir.name}.lock', wait,
-                        what=f'store {store_dir}'):
+    with exclusive_lock(store_dir.parent/f'.{store_dir.name}.lock', wait, what=f'store {store_dir}'):
         for p in store_dir.parent.iterdir():
             if p.is_dir() and mine.fullmatch(p.name): shutil.rmtree(p, ignore_errors=True)
         yield
 
 
 # %% ../../nbs/03a_data.store.ipynb #f61e5bbf
-def _write_store(tmp: Path, data_dir, tok, files, plan, inputs, splits, tag_list, max_tokens,
-                 batch_size, nonfinite, progress) -> dict:
+def _write_store(tmp: Path, data_dir, tok, files, plan, inputs, splits, tag_list, max_tokens, batch_size, nonfinite,
+                 progress) -> dict:
     """Write every store array into `tmp`; returns the manifest that describes them."""
     w = _StoreWriter(tmp, tok, tag_list, max_tokens, batch_size, nonfinite)
     n_records = _write_videos(w, plan, data_dir, progress)
-    n_pairs, merged = (_write_pairs(tmp, files['label'], w.row_of) if 'pairwise' in splits
-                       else (0, 0))
+    n_pairs, merged = _write_pairs(tmp, files['label'], w.row_of) if 'pairwise' in splits else (0, 0)
     _save(tmp, 'tag_list', tag_list)
     if sum(w.dups.values()):
-        warnings.warn(f'{data_dir}: {sum(w.dups.values())} records repeat a video already read '
-                      f'(same id, same content): kept once, and in every split that lists it '
-                      f'({w.dups})')
+        warnings.warn(f'{data_dir}: {sum(w.dups.values())} records repeat a video already read (same id, same '
+                      f'content): kept once, and in every split that lists it ({w.dups})')
     for i in inputs: i['records'] = n_records.get(i['file'])
     return dict(format_version=FORMAT_VERSION, format=FORMAT, data_dir=str(data_dir), inputs=inputs,
                 splits=list(splits),
@@ -249,43 +226,37 @@ def _write_store(tmp: Path, data_dir, tok, files, plan, inputs, splits, tag_list
                 files={p.name: p.stat().st_size for p in sorted(tmp.iterdir())})
 
 def _check_target(data_dir, store_dir: Path):
-    """Refuse a store over, inside or around its own data, or over a folder the kit did not make."""
+    """Refuse to write a store over, inside or around its own data, or over a folder the kit did not make."""
     d, s = Path(data_dir).resolve(), store_dir.resolve()
     if s == d or s in d.parents or d in s.parents:
-        raise KitError(f'{store_dir}: a store cannot be written over, inside or around '
-                       f'its data folder {data_dir}')
+        raise KitError(f'{store_dir}: a store cannot be written over, inside or around its data folder {data_dir}')
     kit_made = (s/MANIFEST).exists() or (s/STORE_FILES['frames'][0]).exists()
     if s.exists() and (not s.is_dir() or any(s.iterdir())) and not kit_made:
-        raise KitError(f'{store_dir} exists and is not a store (no {MANIFEST}): '
-                       'it is left as it is; name another store folder')
+        raise KitError(f'{store_dir} exists and is not a store (no {MANIFEST}): it is left as it is; '
+                       'name another store folder')
 
 def build_store(data_dir, store_dir, tokenizer, splits: Sequence[str] = SPLITS,
                 max_tokens: int = 256,   # title/ASR tokens kept per video
                 progress: bool = True, overwrite: bool = False,
                 batch_size: int = 1024,  # videos tokenised per call
-                # NaN/inf frame values: 'error' refuses the record, 'zero' zeroes, counted
-                nonfinite: str = 'error',
+                nonfinite: str = 'error',  # NaN/inf frame values: 'error' refuses the record, 'zero' zeroes, counted
                ) -> Path:
     """Convert a competition directory into a memory-mapped store at `store_dir`, atomically."""
     tok, splits, store_dir = _as_tokenizer(tokenizer), tuple(splits), Path(store_dir)
-    if nonfinite not in NONFINITE:
-        raise KitError(f'nonfinite must be one of {NONFINITE} (got {nonfinite!r})')
+    if nonfinite not in NONFINITE: raise KitError(f'nonfinite must be one of {NONFINITE} (got {nonfinite!r})')
     files, plan = split_files(data_dir, splits)
     if store_dir.exists() and not overwrite:
         raise FileExistsError(f'{store_dir} exists (pass overwrite=True to rebuild it)')
     _check_target(data_dir, store_dir)
     tag_list = read_tag_list(files['tag_list'])
-    # a malformed label.tsv fails before the long pass
-    if 'pairwise' in splits: read_labels(files['label'])
+    if 'pairwise' in splits: read_labels(files['label'])   # a malformed label.tsv fails before the long pass
     inputs = input_sizes(data_dir, files, plan, splits)
     store_dir.parent.mkdir(parents=True, exist_ok=True)
     with _build_lock(store_dir):
-        tmp = Path(tempfile.mkdtemp(prefix=f'.{store_dir.name}.', suffix='.tmp',
-                                    dir=store_dir.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f'.{store_dir.name}.', suffix='.tmp', dir=store_dir.parent))
         try:
-            manifest = _write_store(tmp, data_dir, tok, files, plan, inputs, splits, tag_list,
-                                    max_tokens, batch_size, nonfinite, progress)
-
+            manifest = _write_store(tmp, data_dir, tok, files, plan, inputs, splits, tag_list, max_tokens,
+                                    batch_size, nonfinite, progress)
             save_json(manifest, tmp/MANIFEST)     # last: a folder without it is no store
             old = store_dir.parent/f'.{store_dir.name}.{os.getpid()}.old'
             if store_dir.exists(): os.replace(store_dir, old)
@@ -298,27 +269,24 @@ def build_store(data_dir, store_dir, tokenizer, splits: Sequence[str] = SPLITS,
 
 # %% ../../nbs/03a_data.store.ipynb #34cd87a3
 def read_manifest(store_dir) -> dict:
-    """A store's manifest, checked: readable, this format, every file it lists there at its size."""
+    """A store's manifest, checked: readable, of this format, and every file it lists there at its size."""
     d = Path(store_dir)
     p = d/MANIFEST
-    if not p.exists():
-        raise FileNotFoundError(f'{d}: not a store (no manifest.json); build one with build_store')
+    if not p.exists(): raise FileNotFoundError(f'{d}: not a store (no manifest.json); build one with build_store')
     try: m = load_json(p)
     except (ValueError, UnicodeDecodeError) as e:
         raise DataError(p, f'not readable JSON ({e}): rebuild the store') from None
     if not isinstance(m, dict) or m.get('format') != FORMAT:
         got = m.get('format', m.get('format_version')) if isinstance(m, dict) else None
         raise DataError(p, f'store format {got}, this version reads {FORMAT}: rebuild the store')
-    # pairs: if any
-    need = {f for k, (f, _) in STORE_FILES.items() if m.get('pairs') or not k.startswith('pair_')}
+    need = {f for k, (f, _) in STORE_FILES.items() if m.get('pairs') or not k.startswith('pair_')}   # pairs: if any
     missing = sorted(need - set(m['files']))
     if missing: raise DataError(p, f'lists no {missing[0]}: the store is damaged, rebuild it')
     for name, size in m['files'].items():
         f = d/name
         if not f.exists(): raise DataError(f, 'missing: the store is damaged, rebuild it')
         if f.stat().st_size != size:
-            raise DataError(f, f'{f.stat().st_size} bytes, the manifest says {size}: '
-                               f'the store is damaged, rebuild it')
+            raise DataError(f, f'{f.stat().st_size} bytes, the manifest says {size}: the store is damaged, rebuild it')
     return m
 
 # %% ../../nbs/03a_data.store.ipynb #459af833
@@ -331,20 +299,16 @@ class Store:
             tok = _as_tokenizer(tokenizer)
             fp, want = tokenizer_fingerprint(tok), m['tokenizer']
             if fp != want['fingerprint']:
-                raise KitError(f"store {self.dir} was built with tokenizer "
-                               f"{want['path'] or want['name']} ({want['fingerprint']}); "
-                               f"asked to read it with "
-                               f"{getattr(tok, 'name_or_path', '') or type(tok).__name__} ({fp})")
+                raise KitError(f"store {self.dir} was built with tokenizer {want['path'] or want['name']} "
+                                 f"({want['fingerprint']}); asked to read it with "
+                                 f"{getattr(tok, 'name_or_path', '') or type(tok).__name__} ({fp})")
         self.special = m['special_tokens']
-        self.cls_id, self.sep_id, self.pad_id = (self.special['cls'], self.special['sep'],
-                                                 self.special['pad'])
+        self.cls_id, self.sep_id, self.pad_id = self.special['cls'], self.special['sep'], self.special['pad']
         self.mask_id, self.unk_id = self.special['mask'], self.special['unk']
         self.vocab_size = self.special['vocab_size']
-        # per process: the memory maps, and arrays computed from them
-        self._mm, self._derived = {}, {}
+        self._mm, self._derived = {}, {}   # per process: the memory maps, and arrays computed from them
 
-    def __getstate__(self):
-        return {k: v for k, v in self.__dict__.items() if k not in ('_mm', '_derived')}
+    def __getstate__(self): return {k: v for k, v in self.__dict__.items() if k not in ('_mm', '_derived')}
     def __setstate__(self, d): self.__dict__.update(d, _mm={}, _derived={})
     def __len__(self): return self.manifest['videos']
     def __repr__(self):
@@ -352,7 +316,7 @@ class Store:
                 f'{self.manifest["pairs"]} pairs)')
 
     def array(self, name):
-        """The store array `name` (see the format above), memory-mapped on first use per process."""
+        """The store array `name` (see the format above), memory-mapped on first use in this process."""
         a = self._mm.get(name)
         if a is None:
             fn, dt = STORE_FILES[name]
@@ -362,8 +326,7 @@ class Store:
                 n = p.stat().st_size // np.dtype(dt).itemsize
                 a = np.zeros(0, dt) if n == 0 else np.memmap(p, dt, 'r', shape=(n,))
                 if name == 'frames': a = a.reshape(-1, FRAME_DIM)
-            # plain views of the map: slicing skips np.memmap's overhead
-            self._mm[name] = a = a.view(np.ndarray)
+            self._mm[name] = a = a.view(np.ndarray)   # plain views of the map: slicing skips np.memmap's overhead
         return a
 
     def _cached(self, name, make):
@@ -373,8 +336,7 @@ class Store:
 
 # %% ../../nbs/03a_data.store.ipynb #46f1c2e0
 @patch(as_prop=True)
-def tag_list(self: Store) -> list[int]:
-    return self._cached('tag_list_', lambda: self.array('tag_list').tolist())
+def tag_list(self: Store) -> list[int]: return self._cached('tag_list_', lambda: self.array('tag_list').tolist())
 @patch(as_prop=True)
 def num_tags(self: Store) -> int: return self.manifest['tag_list_size']
 @patch(as_prop=True)
@@ -406,13 +368,12 @@ def rows(self: Store, split=None) -> np.ndarray:
     names = [split] if isinstance(split, str) else list(split)
     bad = [s for s in names if s not in SPLITS]
     if bad: raise KitError(f'unknown splits {bad}; choose from {SPLITS}')
-    # a video may be in several
-    return np.unique(np.concatenate([self.array(f'rows_{s}') for s in names]))
+    return np.unique(np.concatenate([self.array(f'rows_{s}') for s in names]))   # a video may be in several
 
 # %% ../../nbs/03a_data.store.ipynb #e5f11def
 @patch
 def spans(self: Store, kind: str, rows) -> tuple[np.ndarray, np.ndarray]:
-    """`rows`' spans in the flat `kind` ('frame', 'title', 'asr', 'tag') array: starts, lengths."""
+    """Start offsets into the flat `kind` array ('frame', 'title', 'asr', 'tag') and lengths of `rows`' spans."""
     o = self.array(f'{kind}_offsets')
     return o[rows], o[rows + 1] - o[rows]
 
@@ -425,15 +386,13 @@ def _one(self: Store, name: str, kind: str, row) -> np.ndarray:
 @patch
 def n_frames(self: Store, row) -> int: return int(self.spans('frame', row)[1])
 @patch
-def frames(self: Store, row) -> np.ndarray:
-    return self._one('frames', 'frame', row)   # (n, 1536) float16
+def frames(self: Store, row) -> np.ndarray: return self._one('frames', 'frame', row)   # (n, 1536) float16
 @patch
 def title_ids(self: Store, row) -> np.ndarray: return self._one('title', 'title', row)
 @patch
 def asr_ids(self: Store, row) -> np.ndarray: return self._one('asr', 'asr', row)
 @patch
-def tag_rows(self: Store, row) -> np.ndarray:
-    return self._one('tags', 'tag', row)       # indices into tag_list
+def tag_rows(self: Store, row) -> np.ndarray: return self._one('tags', 'tag', row)     # indices into tag_list
 @patch
 def category(self: Store, row) -> int: return int(self.array('category')[row])
 @patch
@@ -443,50 +402,43 @@ def split_of(self: Store, row) -> str: return SPLITS[int(self.array('split')[row
 
 @patch
 def lengths(self: Store, kind: str) -> np.ndarray:
-    """Per video, by row: its number of `kind` entries ('frame', 'title' or 'asr' tokens, 'tag')."""
+    """Per video, by row: how many `kind` entries it has ('frame', 'title' or 'asr' tokens, 'tag')."""
     if kind not in ('frame', 'title', 'asr', 'tag'):
         raise KitError(f"kind must be 'frame', 'title', 'asr' or 'tag' (got {kind!r})")
     return np.diff(self.array(f'{kind}_offsets'))
 
 @patch(as_prop=True)
-def categories(self: Store) -> np.ndarray:
-    return np.asarray(self.array('category'))   # by row; -1: missing
+def categories(self: Store) -> np.ndarray: return np.asarray(self.array('category'))   # by row; -1: missing
 
 @patch
 def pairs(self: Store) -> pd.DataFrame:
     """The labelled pairs of `label.tsv`, in file order: `id1, id2, similarity, row1, row2`."""
-    if not self.manifest['pairs']:
-        return pd.DataFrame(columns=['id1', 'id2', 'similarity', 'row1', 'row2'])
+    if not self.manifest['pairs']: return pd.DataFrame(columns=['id1', 'id2', 'similarity', 'row1', 'row2'])
     rows, ids = np.asarray(self.array('pair_rows')), self.array('ids')
     return pd.DataFrame(dict(id1=np.char.decode(ids[rows[:, 0]], 'utf-8'),
                              id2=np.char.decode(ids[rows[:, 1]], 'utf-8'),
-                             similarity=np.asarray(self.array('pair_similarity')),
-                             row1=rows[:, 0], row2=rows[:, 1]))
+                             similarity=np.asarray(self.array('pair_similarity')), row1=rows[:, 0], row2=rows[:, 1]))
 
 # %% ../../nbs/03a_data.store.ipynb #b77388db
-def store_problem(store_dir, data_dir, tokenizer, splits: Sequence[str] = SPLITS,
-                  max_tokens: int = 256) -> str:
-    """Why the store at `store_dir` can't serve these inputs, tokenizer, settings ('' if it can)."""
+def store_problem(store_dir, data_dir, tokenizer, splits: Sequence[str] = SPLITS, max_tokens: int = 256) -> str:
+    """Why the store at `store_dir` cannot serve these inputs, tokenizer and settings ('' when it can)."""
     if not (Path(store_dir)/MANIFEST).exists(): return 'no store yet'
     try: m = read_manifest(store_dir)
     except DataError as e: return str(e)
     files, plan = split_files(data_dir, splits)
     strip = lambda ins: [(i['file'], i['bytes']) for i in ins]
-    if strip(m['inputs']) != strip(input_sizes(data_dir, files, plan, splits)):
-        return 'built from other input files'
-    if (m['splits'], m['max_tokens']) != (list(splits), max_tokens):
-        return 'built with other splits or max_tokens'
+    if strip(m['inputs']) != strip(input_sizes(data_dir, files, plan, splits)): return 'built from other input files'
+    if (m['splits'], m['max_tokens']) != (list(splits), max_tokens): return 'built with other splits or max_tokens'
     if m['tokenizer']['fingerprint'] != tokenizer_fingerprint(_as_tokenizer(tokenizer)):
         return 'built with another tokenizer'
     return ''
 
-def open_store(data_dir, store_dir, tokenizer, splits: Sequence[str] = SPLITS,
-               max_tokens: int = 256, progress=True, nonfinite: str = 'error') -> Store:
-    """Open the store at `store_dir`, (re)built first if missing, stale or damaged (saying why)."""
+def open_store(data_dir, store_dir, tokenizer, splits: Sequence[str] = SPLITS, max_tokens: int = 256,
+               progress=True, nonfinite: str = 'error') -> Store:
+    """Open the store at `store_dir`, (re)building it first when it is missing, stale or damaged (saying why)."""
     tok = _as_tokenizer(tokenizer)
     why = store_problem(store_dir, data_dir, tok, splits, max_tokens)
     if why:
         if progress and why != 'no store yet': print(f'{store_dir}: {why}; rebuilding it')
-        build_store(data_dir, store_dir, tok, splits, max_tokens, progress, overwrite=True,
-                    nonfinite=nonfinite)
+        build_store(data_dir, store_dir, tok, splits, max_tokens, progress, overwrite=True, nonfinite=nonfinite)
     return Store(store_dir, tok)

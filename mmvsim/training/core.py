@@ -349,8 +349,7 @@ def check_finite(r: TrainRun, st: TrainState, values: dict | None = None, weight
 # %% ../../nbs/06a_training.core.ipynb #397343d1
 @dataclass
 class TrainRun:
-    """What one call of `train` works with: the accelerator, the prepared model, optimizer, scheduler and loader,
-    the callbacks, and what each event may read or change."""
+    """What one call of `train` works with, and what each event may read or change."""
     cfg: TrainConfig
     run_dir: Path
     acc: Accelerator
@@ -399,8 +398,7 @@ EVENTS = ('before_fit', 'before_batch', 'after_loss', 'before_backward', 'after_
           'after_step', 'after_eval', 'before_log', 'before_save', 'after_fit')
 
 class Callback:
-    """A part of training that is not the loop: override any of `EVENTS` as `event(self, r, st)`; keep what a
-    resumed run needs in `state_dict` (JSON) or, for tensors, in `save_files` / `load_files`."""
+    """A part of training that is not the loop: override any of `EVENTS` as `event(self, r, st)`."""
     # callbacks run in this order at each event (ties: as given)
     order = 0
     def before_fit(self, r, st):
