@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #806788ef
 from __future__ import annotations
-import dataclasses, fcntl, json, os, random, sys, tempfile, time
+import ast, dataclasses, fcntl, json, os, random, sys, tempfile, time, typing
 from contextlib import contextmanager
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -124,9 +124,61 @@ def exclusive_lock(path, wait: float = 120.0, what: str = ''):
         try: yield
         finally: fcntl.flock(f, fcntl.LOCK_UN)
 
+# %% ../nbs/00_core.ipynb #99b546c7
+_TRUE, _FALSE = ('true', 'yes', 'on', '1'), ('false', 'no', 'off', '0')
+
+def _field_types(cls) -> dict:
+    """The resolved type of every field of dataclass `cls`."""
+    return typing.get_type_hints(cls)
+
+def _number(name: str, v, tp):
+    """`v` as an int or a float (`tp`): numbers, and strings of them; never a bool; an int only if integral."""
+    if isinstance(v, str):
+        try: v = float(v.strip())
+        except ValueError: raise KitError(f'{name} must be a number (got {v!r})') from None
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise KitError(f'{name} must be a number (got {v!r})')
+    if tp is float: return float(v)
+    if float(v).is_integer(): return int(v)
+    raise KitError(f'{name} must be a whole number (got {v!r})')
+
+def _as_type(name: str, v, tp):
+    """`v` as `tp` (bool, int, float, str, dict, or one of them or None): what papermill, YAML and the command line
+    give as text is converted; anything else that does not fit raises a KitError naming the setting."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if args and len(args) < len(typing.get_args(tp)):    # `X | None`
+        if v is None: return None
+        if len(args) == 1: tp = args[0]
+    if tp is bool:
+        if isinstance(v, (bool, np.bool_)): return bool(v)
+        if isinstance(v, str) and v.strip().lower() in _TRUE + _FALSE: return v.strip().lower() in _TRUE
+        if isinstance(v, (int, np.integer)) and v in (0, 1): return bool(v)
+        raise KitError(f'{name} must be true or false (got {v!r})')
+    if tp in (int, float): return v if type(v) is tp else _number(name, v, tp)
+    if tp is str:
+        if isinstance(v, (str, os.PathLike)): return v if isinstance(v, str) else os.fspath(v)
+        raise KitError(f'{name} must be text (got {v!r})')
+    if tp is dict and isinstance(v, str):
+        try: d = ast.literal_eval(v.strip() or '{}')
+        except (ValueError, SyntaxError): d = None
+        if not isinstance(d, dict): raise KitError(f'{name} must be a dict, e.g. {{"mfm": 0.2}} (got {v!r})')
+        return d
+    return v
+
 # %% ../nbs/00_core.ipynb #cb7da547
 class Config:
-    """Mixin for stage config dataclasses: dict/JSON round trip and `replace`."""
+    """Mixin for stage config dataclasses: typed settings, dict/JSON round trip and `replace`."""
+    def __post_init__(self):
+        types = _field_types(type(self))
+        for f in fields(self):                      # every value as its field's type, or a KitError naming it
+            v = getattr(self, f.name)
+            w = _as_type(f'{type(self).__name__}.{f.name}', v, types[f.name])
+            if w is not v: object.__setattr__(self, f.name, w)
+        self.validate()
+
+    def validate(self):
+        """Raise a KitError naming the first setting out of its range (a subclass extends this)."""
+
     def to_dict(self): return json.loads(json.dumps(asdict(self), default=_json_default))
     def save(self, path): save_json(self.to_dict(), path)
     def replace(self, **kw): return dataclasses.replace(self, **kw)

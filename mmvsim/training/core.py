@@ -71,8 +71,6 @@ class TrainConfig(Config):
     greater_is_better: bool = True   # direction of best_metric
     plot: bool = True                # draw loss.png from the metrics log at the end
 
-    def __post_init__(self): self.validate()
-
     def validate(self):
         """Raise a ValueError naming the first setting out of its range (a subclass extends this)."""
         for k in ('epochs', 'max_steps', 'weight_decay', 'max_grad_norm', 'num_workers',
