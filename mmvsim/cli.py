@@ -24,7 +24,8 @@ from .experiments.runner import add_ablate_args, ablate
 from .evaluation.neighbors import INDEX_KINDS, build_index, neighbors
 
 # %% auto #0
-__all__ = ['COMMANDS', 'EXPECTED', 'DEMO_INPUTS', 'Command', 'parser', 'main', 'add_config_args', 'config_from_args', 'demo']
+__all__ = ['COMMANDS', 'EXPECTED', 'DEMO_INPUTS', 'Command', 'parser', 'main', 'add_config_args', 'config_from_args',
+           'member_names', 'demo']
 
 # %% ../nbs/14_cli.ipynb #fb411c57
 def _fmt(t: pd.DataFrame) -> str:
@@ -198,14 +199,26 @@ def _ensemble_args(p):
                    help='test labels to score against (e.g. the hidden ones of synthetic data)')
     p.add_argument('--out', default='submissions/ensemble.zip')
 
+def member_names(paths) -> list[str]:
+    """Short unique names for member files: the stem, else `parent/stem`, else the path; one file twice is refused."""
+    for name in (lambda p: p.stem, lambda p: f'{p.parent.name}/{p.stem}', lambda p: str(p)):
+        names = [name(Path(m)) for m in paths]
+        if len(set(names)) == len(names): return names
+    raise KitError(f'--members names one file twice: {sorted(map(str, paths))}')
+
+def _weights(text: str):
+    """`--weights`: '' (equal, None), 'valid', or comma-separated numbers."""
+    if text in ('', 'valid'): return text or None
+    try: return [float(x) for x in text.split(',')]
+    except ValueError:
+        raise KitError(f"--weights must be '', 'valid' or comma-separated numbers (got {text!r})") from None
+
 def _ensemble(a):
-    names = [Path(m).stem for m in a.members]
-    if len(set(names)) < len(names):
-        names = [f'{Path(m).parent.name}/{Path(m).stem}' for m in a.members]
+    names = member_names(a.members)
     kw = (dict(valid=dict(zip(names, a.valid)), pairs=valid_pairs(_open(a.data, a.store)))
           if a.valid else {})
-    weights = a.weights if a.weights in ('', 'valid') else [float(x) for x in a.weights.split(',')]
-    res = ensemble(dict(zip(names, a.members)), weights=weights or None, out=a.out,
+    weights = _weights(a.weights)
+    res = ensemble(dict(zip(names, a.members)), weights=weights, out=a.out,
                    test_labels=a.labels or None, **kw)
     print(markdown_table(res['table']))
     print(res['submission'])

@@ -38,8 +38,17 @@ def save_embeddings(path, ids, emb) -> Path:
         np.savez(f, ids=np.array([str(i) for i in ids], dtype=str), emb=np.asarray(emb, np.float32))
     return path
 
+def _once(path):
+    """A JSON object hook refusing a key given twice (JSON would silently keep the last)."""
+    def hook(pairs):
+        n = Counter(k for k, _ in pairs)
+        twice = [k for k, c in n.items() if c > 1]
+        if twice: raise DataError(path, f'id {twice[0]!r} appears {n[twice[0]]} times: each id once')
+        return dict(pairs)
+    return hook
+
 def _from_json_text(text, path) -> tuple[list[str], np.ndarray]:
-    try: d = json.loads(text)
+    try: d = json.loads(text, object_pairs_hook=_once(path))
     except json.JSONDecodeError as e: raise DataError(path, f'not valid JSON ({e})') from None
     if not isinstance(d, dict) or not d:
         raise DataError(path, 'expected a non-empty JSON object {id: [numbers]}')
@@ -60,7 +69,9 @@ def load_embeddings(path) -> tuple[list[str], np.ndarray]:
         with np.load(path, allow_pickle=False) as z:
             if not {'ids', 'emb'} <= set(z.files):
                 raise DataError(path, f'expected arrays ids and emb, found {z.files}')
-            return z['ids'].tolist(), np.asarray(z['emb'], np.float32)
+            try: return z['ids'].tolist(), np.asarray(z['emb'], np.float32)
+            except ValueError as e:               # object arrays (pickled) are never loaded
+                raise DataError(path, f'ids and emb must be plain arrays of str and numbers ({e})') from None
     if suf == '.json': return _from_json_text(path.read_text(encoding='utf-8'), path)
     if suf == '.zip':
         if not zipfile.is_zipfile(path):
