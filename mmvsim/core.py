@@ -69,12 +69,19 @@ def l2_normalise(x) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 # %% ../nbs/00_core.ipynb #e2429493
+def _umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
+    m = os.umask(0o022)
+    os.umask(m)
+    return m
+
 @contextmanager
 def atomic_write(path, mode='wb'):
     """Open a temporary file beside `path`; on success fsync and rename it over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_umask())              # as `open` would make it (mkstemp's files are private, 0600)
     try:
         with os.fdopen(fd, mode) as f:
             yield f

@@ -234,11 +234,12 @@ def split_files(data_dir, splits) -> tuple[dict, list]:
     return files, plan
 
 def input_sizes(data_dir, files, plan, splits) -> list[dict]:
-    """Relative name and size of each input file reading `plan` (and labels if pairwise) needs."""
+    """Relative name, size and modification time of each input file reading `plan` (and labels) needs."""
     d = Path(data_dir)
     used = ([p for _, p in plan] + [files['tag_list']]
             + ([files['label']] if 'pairwise' in splits else []))
-    return [dict(file=Path(p).relative_to(d).as_posix(), bytes=Path(p).stat().st_size)
+    return [dict(file=Path(p).relative_to(d).as_posix(), bytes=(st := Path(p).stat()).st_size,
+                 mtime_ns=st.st_mtime_ns)             # rewritten in place, even at the same size: another input
             for p in used]
 
 

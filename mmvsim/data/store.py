@@ -426,7 +426,7 @@ def store_problem(store_dir, data_dir, tokenizer, splits: Sequence[str] = SPLITS
     try: m = read_manifest(store_dir)
     except DataError as e: return str(e)
     files, plan = split_files(data_dir, splits)
-    strip = lambda ins: [(i['file'], i['bytes']) for i in ins]
+    strip = lambda ins: [(i['file'], i['bytes'], i.get('mtime_ns')) for i in ins]
     if strip(m['inputs']) != strip(input_sizes(data_dir, files, plan, splits)): return 'built from other input files'
     if (m['splits'], m['max_tokens']) != (list(splits), max_tokens): return 'built with other splits or max_tokens'
     if m['tokenizer']['fingerprint'] != tokenizer_fingerprint(_as_tokenizer(tokenizer)):

@@ -61,7 +61,12 @@ def neighbors(nx: NeighborIndex, emb=None, queries=None, k: int = 10) -> pd.Data
         miss = [i for i in q if i not in pos_of]
         if miss: raise KitError(f'{len(miss)} query ids are not in the index (e.g. {miss[:3]})')
         emb = nx.index.reconstruct_batch(np.array([pos_of[i] for i in q], np.int64))  # (Q, D)
-    else: q = [str(i) for i in queries]
+    else:
+        if queries is None or len(queries) != len(emb):
+            raise KitError(f'emb holds {len(emb)} query vectors: give as many query ids (got '
+                           f'{None if queries is None else len(queries)})')
+        q = [str(i) for i in queries]
+    if k < 1: raise KitError(f'k must be >= 1 (got {k})')
     cos, pos = search(nx, emb, k + 1)   # one more: the query itself is usually first
     rows = []
     for qi, (c, p) in enumerate(zip(cos, pos)):
