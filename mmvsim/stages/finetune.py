@@ -239,7 +239,7 @@ def finetune(cfg: FinetuneConfig, progress=True, stop_after=None, callbacks=()) 
     cfg, run, store = start_stage(cfg, progress)
     tr, va = _split(store, cfg, run)
     ds = PairDataset(store, tr, cfg.max_frames, cfg.max_text_len, cfg.text, cfg.padding)
-    model = build_encoder(cfg.start(), store.vocab_size, cfg.max_frames)
+    model = build_encoder(cfg.start(), store.vocab_size, cfg.max_frames, store)
     model.cfg.save(run/RunFiles.MODEL_CONFIG)
     eval_fn, embeddings = _validator(store, va, Inputs.of(cfg, store), cfg.eval_batch_size)
     summary = train(PairModel(model), ds, cfg.train_config(), run, collate_fn=collate_batch,

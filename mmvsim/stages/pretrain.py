@@ -50,7 +50,7 @@ def pretrain(cfg: PretrainConfig, progress=True, stop_after=None, callbacks=()) 
     splits = ['pointwise', 'pairwise'] + (['test_a', 'test_b'] if cfg.include_test else [])
     splits = [s for s in splits if len(store.rows(s))]
     ds = VideoDataset(store, splits, cfg.max_frames, cfg.max_text_len, cfg.text, cfg.padding)
-    model = build_encoder(cfg.start(), store.vocab_size, cfg.max_frames)
+    model = build_encoder(cfg.start(), store.vocab_size, cfg.max_frames, store)
     model.cfg.save(run/RunFiles.MODEL_CONFIG)
     pm = PretrainModel(model, parse_tasks(cfg.tasks), num_tags=store.num_tags, weights=cfg.weights,
                        weight_rule=cfg.weight_rule, special_ids=store.special_token_ids,

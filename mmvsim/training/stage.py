@@ -109,17 +109,24 @@ def start_stage(cfg: StageConfig, progress=True):
     set_seed(cfg.seed)
     store = open_store(cfg.data_dir, cfg.store_dir, load_tokenizer(cfg.tokenizer),
                        progress=progress)
-    Inputs.of(cfg, store).save(run/RunFiles.INPUTS)
+    inputs, saved = Inputs.of(cfg, store), run/RunFiles.INPUTS
+    if saved.exists() and (run/RunFiles.LATEST).exists() and Inputs.load(saved) != inputs:
+        raise KitError(f'{run} was trained on other inputs ({Inputs.load(saved)}; now {inputs}): resume it on '
+                       'its own data and tokenizer, or give another run directory')
+    inputs.save(saved)                                # only once the run may go on
     return cfg, run, store
 
 # %% ../../nbs/07_training.stage.ipynb #57ed6b10
-def build_encoder(start: str, vocab_size: int, max_frames: int = 32) -> VideoBert:
-    """The encoder a stage starts from: `scratch:<size>`, `bert:<dir>` or `run:<dir>` (its final weights)."""
+def build_encoder(start: str, vocab_size: int, max_frames: int = 32, store=None) -> VideoBert:
+    """The encoder a stage starts from: `scratch:<size>`, `bert:<dir>` or `run:<dir>` (its final weights, refused
+    when `store` holds ids of another tokenizer than the run's)."""
     kind, _, where = start.partition(':')
     if kind == 'scratch':
         return VideoBert(model_config(where, vocab_size=vocab_size, max_frames=max_frames))
     if kind == 'bert': model, _ = VideoBert.from_bert(where, max_frames=max_frames)
-    elif kind == 'run': model, _ = load_run(where, 'final')
+    elif kind == 'run':
+        model, inputs = load_run(where, 'final')
+        if store is not None: inputs.check(store, where)
     else:
         raise KitError(f"an encoder starts from 'scratch:<size>', 'bert:<dir>' or 'run:<dir>', "
                        f"got {start!r}")
