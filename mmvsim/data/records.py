@@ -136,9 +136,12 @@ def count_records(path) -> int:
 def read_labels(path, known_ids=None) -> pd.DataFrame:
     """Read `label.tsv` into a DataFrame `id1, id2, similarity`, validating each line."""
     rows = []
-    with open(path, encoding='utf-8') as f:
-        for ln, line in enumerate(f, 1):
-            line = line.rstrip('\r\n')
+    with open(path, 'rb') as f:
+        for ln, raw in enumerate(f, 1):
+            try: line = raw.decode('utf-8').rstrip('\r\n')
+            except UnicodeDecodeError as e:
+                raise DataError(path, f'not UTF-8 text (byte {raw[e.start]:#04x} at column {e.start + 1})',
+                                f'line {ln}') from None
             if not line.strip(): continue
             cols = line.split('\t')
             if len(cols) != 3:
