@@ -117,6 +117,23 @@ def _check_blend(path, b):
         raise DataError(path, f"weights must be 'equal' or 'valid', got {b['weights']!r}", 'blend')
     return b
 
+_SHAPES = {'name': (str, 'text'), 'runs': (str, 'a folder'), 'data': (dict, 'a mapping, e.g. {dir: data/x}'),
+           'tables': (dict, 'a mapping of tables'), 'pretrain': (dict, 'a mapping of settings'),
+           'finetune': (dict, 'a mapping of settings'), 'blend': (dict, 'a mapping'),
+           'seeds': (list, 'a list of integers, e.g. [0, 1]'), 'pretrain_seeds': (list, 'a list of integers'),
+           'test_splits': (list, 'a list of splits'), 'threads': (int, 'an integer'), 'jobs': (int, 'an integer'),
+           'gpu_samples_per_s': ((int, float), 'a number')}
+
+def _check_shape(path, g: dict):
+    """Refuse a top-level value of the wrong kind (a string for a mapping, a word for a number), naming it."""
+    for k, (kind, what) in _SHAPES.items():
+        v = g.get(k)
+        if v is not None and (not isinstance(v, kind) or isinstance(v, bool)):
+            raise DataError(path, f'{k} must be {what} (got {v!r})')
+    if 'dir' not in g['data']: raise DataError(path, "data needs a 'dir': the data set's folder")
+    bad = [n for n, t in g['tables'].items() if not isinstance(t, dict)]
+    if bad: raise DataError(path, f'table {bad[0]!r} must be a mapping with rows (got {g["tables"][bad[0]]!r})')
+
 def load_grid(path, runs=None, data=None) -> Grid:
     """Read and check a grid file; `runs` and `data` override where its runs and data set are."""
     path = Path(path)
@@ -127,6 +144,7 @@ def load_grid(path, runs=None, data=None) -> Grid:
     if bad: raise DataError(path, f'unknown keys {sorted(bad)}; a grid has {sorted(_GRID_KEYS)}')
     for k in ('name', 'data', 'tables'):
         if k not in g: raise DataError(path, f'no {k!r}')
+    _check_shape(path, g)
     for stage in ('pretrain', 'finetune'): _check_settings(path, 'base', stage, g.get(stage) or {})
     for name, t in g['tables'].items(): _check_table(path, name, t)
     seeds, pre = list(g.get('seeds', [0])), list(g.get('pretrain_seeds', [0]))
