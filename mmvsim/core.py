@@ -134,10 +134,6 @@ def exclusive_lock(path, wait: float = 120.0, what: str = ''):
 # %% ../nbs/00_core.ipynb #99b546c7
 _TRUE, _FALSE = ('true', 'yes', 'on', '1'), ('false', 'no', 'off', '0')
 
-def _field_types(cls) -> dict:
-    """The resolved type of every field of dataclass `cls`."""
-    return typing.get_type_hints(cls)
-
 def _number(name: str, v, tp):
     """`v` as an int or a float (`tp`): numbers, and strings of them; never a bool; an int only if integral."""
     if isinstance(v, str):
@@ -176,7 +172,7 @@ def _as_type(name: str, v, tp):
 class Config:
     """Mixin for stage config dataclasses: typed settings, dict/JSON round trip and `replace`."""
     def __post_init__(self):
-        types = _field_types(type(self))
+        types = typing.get_type_hints(type(self))   # resolved (the modules use `from __future__ import annotations`)
         for f in fields(self):                      # every value as its field's type, or a KitError naming it
             v = getattr(self, f.name)
             w = _as_type(f'{type(self).__name__}.{f.name}', v, types[f.name])
