@@ -12,8 +12,8 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['FRAME_DIM', 'FRAME_BYTES', 'EMB_DIM', 'KitError', 'DataError', 'widget_frontend', 'progress_bar', 'set_seed',
-           'cpu_cores', 'l2_normalise', 'atomic_write', 'save_json', 'load_json', 'exclusive_lock', 'Config',
-           'RunFiles', 'claim_run', 'project_root', 'data_root', 'runs_root', 'run_dir']
+           'cpu_cores', 'l2_normalise', 'atomic_write', 'save_json', 'load_json', 'file_lock', 'Config', 'RunFiles',
+           'claim_run', 'stage_lock', 'project_root', 'data_root', 'runs_root', 'run_dir']
 
 # %% ../nbs/00_core.ipynb #38f2f50a
 FRAME_DIM = 1536              # float16 values per frame
@@ -88,8 +88,10 @@ def atomic_write(path, mode='wb'):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp): os.unlink(tmp)
+        if isinstance(e, OSError) and e.filename is None:   # a full disk's error names no file: name it
+            raise type(e)(e.errno, e.strerror, str(path)) from e
         raise
 
 def save_json(obj, path, indent=2):
@@ -108,28 +110,47 @@ def _json_default(o):
     raise TypeError(f'not JSON serialisable: {type(o).__name__}')
 
 # %% ../nbs/00_core.ipynb #e2cbdc26
+_WRITING: set[Path] = set()        # the locks this process holds exclusively: it may read what it writes
+
+def _holder(f) -> str:
+    """Who holds the lock on open file `f`, as its writer recorded it ('another process' when none did)."""
+    f.seek(0)
+    return f.read().strip() or 'another process'
+
 @contextmanager
-def exclusive_lock(path, wait: float = 120.0, what: str = ''):
-    """Hold an exclusive lock on file `path` (created if needed) inside the block; another holder is waited for
-    (saying so, once) at most `wait` seconds, then a KitError names `what` and the lock."""
+def file_lock(path, wait: float = 120.0, what: str = '', shared: bool = False):
+    """Hold a lock on file `path` inside the block: exclusive (created if needed; the holder is recorded in it) or
+    `shared`; another holder is waited for (saying so, once) at most `wait` s, then a KitError names it and the lock."""
     path, what = Path(path), what or str(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, 'a') as f:
+    if shared and (not path.exists() or path.resolve() in _WRITING):
+        yield                                      # no writer ever locked it, or this process is the writer
+        return
+    if not shared: path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, 'r' if shared else 'a+') as f:
         t0, said = time.monotonic(), False
         while True:
             try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(f, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if time.monotonic() - t0 > wait:
-                    raise KitError(f'{what} is in use by another process (it holds {path}): '
-                                   f'waited {wait:.0f} s') from None
+                if time.monotonic() - t0 >= wait:
+                    raise KitError(f'{what} is in use by {_holder(f)} (lock {path})'
+                                   + (f': waited {wait:.0f} s' if wait else '')) from None
                 if not said:
-                    print(f'{what}: waiting for another process that holds {path}', file=sys.stderr)
+                    print(f'{what}: waiting for {_holder(f)} (lock {path})', file=sys.stderr)
                 said = True
                 time.sleep(0.2)
+        if not shared:
+            f.truncate(0)
+            f.write(f"pid {os.getpid()} ({' '.join(sys.argv)[:200]}) since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+            f.flush()
+            _WRITING.add(path.resolve())
         try: yield
-        finally: fcntl.flock(f, fcntl.LOCK_UN)
+        finally:
+            if not shared:
+                _WRITING.discard(path.resolve())
+                f.truncate(0)
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 # %% ../nbs/00_core.ipynb #99b546c7
 _TRUE, _FALSE = ('true', 'yes', 'on', '1'), ('false', 'no', 'off', '0')
@@ -226,6 +247,8 @@ class RunFiles:
     VALID_PREDICTIONS = 'valid_predictions.csv'
     TEST_PREDICTIONS = 'test_predictions.csv'
     TEST_METRICS = 'test_metrics.json'
+    DATA = 'data.json'                     # fingerprints of the data a run trains and validates on
+    STAGE_LOCK = '.stage.lock'             # held by the stage writing the run (readers share it)
 
 # %% ../nbs/00_core.ipynb #37a98347
 def claim_run(run_dir, cfg: Config, name=RunFiles.CONFIG):
@@ -241,6 +264,12 @@ def claim_run(run_dir, cfg: Config, name=RunFiles.CONFIG):
                 f'({", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff)}); '
                 'resume it with its own settings, or give another run directory')
     else: cfg.save(p)
+
+# %% ../nbs/00_core.ipynb #a1c0ffe1
+def stage_lock(run_dir, shared: bool = False, wait: float = 0.0):
+    """The lock a stage holds on `run_dir` while it writes it (`shared`: while a reader reads it)."""
+    run = Path(run_dir)
+    return file_lock(run/RunFiles.STAGE_LOCK, wait, f'run {run}', shared)
 
 # %% ../nbs/00_core.ipynb #b54fb937
 def project_root(start=None) -> Path:

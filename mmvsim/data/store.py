@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 from fastcore.basics import patch
-from ..core import DataError, FRAME_DIM, KitError, exclusive_lock, progress_bar, save_json, load_json
+from ..core import DataError, FRAME_DIM, KitError, file_lock, progress_bar, save_json, load_json
 from .records import (SPLITS, decode_video, input_sizes, iter_raw_records, merge_duplicate_pairs,
                                  read_labels, read_tag_list, split_files)
 
@@ -197,7 +197,7 @@ def _build_lock(store_dir: Path, wait: float = 3600):
     """One build of `store_dir` at a time; the holder clears what killed builds of this store left
     (`.<name>.<random>.tmp`, `.<name>.<pid>.old`), and nothing of another store's."""
     mine = re.compile(rf'\.{re.escape(store_dir.name)}\.[^.]+\.(tmp|old)')
-    with exclusive_lock(store_dir.parent/f'.{store_dir.name}.lock', wait, what=f'store {store_dir}'):
+    with file_lock(store_dir.parent/f'.{store_dir.name}.lock', wait, what=f'store {store_dir}'):
         for p in store_dir.parent.iterdir():
             if p.is_dir() and mine.fullmatch(p.name): shutil.rmtree(p, ignore_errors=True)
         yield

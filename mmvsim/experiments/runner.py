@@ -7,7 +7,7 @@ from __future__ import annotations
 import ctypes, os, re, signal, subprocess, sys, time, traceback
 from pathlib import Path
 import pandas as pd
-from ..core import KitError, cpu_cores, exclusive_lock, load_json, save_json
+from ..core import KitError, cpu_cores, file_lock, load_json, save_json
 from .grid import Grid, Job, estimate_hours, load_grid, plan_grid, prepare_data
 
 # %% auto #0
@@ -33,7 +33,7 @@ def job_status(run: Path) -> str:
 
 def run_lock(run: Path, wait: float = 120.0):
     """An exclusive lock on `run/.lock` (waiting up to `wait` s for another holder to finish)."""
-    return exclusive_lock(run/'.lock', wait, what=str(run))
+    return file_lock(run/'.lock', wait, what=str(run))
 
 def _error(e: BaseException) -> dict:
     """The failure marker of an exception (papermill's carry the cell's error and traceback)."""

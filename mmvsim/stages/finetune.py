@@ -19,7 +19,7 @@ from ..data.datasets import PairDataset, collate_batch
 from ..model.encoder import VideoBert, bert_param_groups, count_parameters
 from ..training.core import read_metrics
 from ..training.loop import train
-from ..training.stage import (ENCODER_INPUTS, Inputs, StageConfig, build_encoder, embed_rows,
+from ..training.stage import (ENCODER_INPUTS, Inputs, StageConfig, build_encoder, claim_data, embed_rows,
                                    load_run, pair_cosines, pair_metrics, rank_target, start_stage)
 
 # %% auto #0
@@ -208,9 +208,10 @@ def _split(store, cfg: FinetuneConfig, run: Path) -> tuple[pd.DataFrame, pd.Data
     if not len(pairs): raise KitError(f'{cfg.store_dir}: no labelled pairs to finetune on')
     tr_idx, va_idx, info = split_pairs(pairs, cfg.split, cfg.folds, cfg.fold, cfg.seed)
     if not len(va_idx): raise KitError(f'split {cfg.split!r} leaves no validation pair')
+    tr, va = pairs.iloc[tr_idx], pairs.iloc[va_idx]
+    claim_data(run, store, train=tr, valid=va)     # before anything is written
     save_json(info, run/RunFiles.SPLIT)
     target = rank_target if cfg.target == 'rank' else (lambda y: np.asarray(y, np.float32))
-    tr, va = pairs.iloc[tr_idx], pairs.iloc[va_idx]
     return tr.assign(target=target(tr.similarity)), va.assign(target=target(va.similarity))
 
 def _validator(store, va: pd.DataFrame, inputs: Inputs, batch_size: int):
@@ -236,25 +237,25 @@ def _predictions(run: Path, va: pd.DataFrame, embeddings, device, progress) -> p
 
 def finetune(cfg: FinetuneConfig, progress=True, stop_after=None, callbacks=()) -> dict:
     """Run the finetuning stage; returns its summary (also saved as `metrics.json` in the run directory)."""
-    cfg, run, store = start_stage(cfg, progress)
-    tr, va = _split(store, cfg, run)
-    ds = PairDataset(store, tr, cfg.max_frames, cfg.max_text_len, cfg.text, cfg.padding)
-    model = build_encoder(cfg.start(), store.vocab_size, cfg.max_frames, store)
-    model.cfg.save(run/RunFiles.MODEL_CONFIG)
-    eval_fn, embeddings = _validator(store, va, Inputs.of(cfg, store), cfg.eval_batch_size)
-    summary = train(PairModel(model), ds, cfg.train_config(), run, collate_fn=collate_batch,
-                    eval_fn=eval_fn, stop_after=stop_after, callbacks=callbacks)
-    log, ev = [r for r in read_metrics(run) if 'loss' in r], summary.get('eval') or {}
-    at_best = next((r for r in read_metrics(run)
-                    if r['step'] == summary['best_step'] and 'eval_mse' in r), {})
-    out = dict(start=cfg.start(), split=cfg.split, train_pairs=len(tr), valid_pairs=len(va),
-               dropped_pairs=load_json(run/RunFiles.SPLIT)['dropped'],
-               best_spearman=summary['best'], best_mse=at_best.get('eval_mse'),
-               best_step=summary['best_step'], final_spearman=ev.get('spearman'),
-               final_mse=ev.get('mse'), first_loss=log[0]['loss'] if log else None,
-               last_loss=log[-1]['loss'] if log else None, parameters=count_parameters(model))
-    out |= {k: v for k, v in summary.items() if k not in out}
-    if not summary['stopped'] and (run/RunFiles.BEST_WEIGHTS).exists():
-        _predictions(run, va, embeddings, next(model.parameters()).device, progress)
-    save_json(out, run/RunFiles.METRICS)
-    return out
+    with start_stage(cfg, progress) as (cfg, run, store):
+        tr, va = _split(store, cfg, run)
+        ds = PairDataset(store, tr, cfg.max_frames, cfg.max_text_len, cfg.text, cfg.padding)
+        model = build_encoder(cfg.start(), store.vocab_size, cfg.max_frames, store)
+        model.cfg.save(run/RunFiles.MODEL_CONFIG)
+        eval_fn, embeddings = _validator(store, va, Inputs.of(cfg, store), cfg.eval_batch_size)
+        summary = train(PairModel(model), ds, cfg.train_config(), run, collate_fn=collate_batch,
+                        eval_fn=eval_fn, stop_after=stop_after, callbacks=callbacks)
+        log, ev = [r for r in read_metrics(run) if 'loss' in r], summary.get('eval') or {}
+        at_best = next((r for r in read_metrics(run)
+                        if r['step'] == summary['best_step'] and 'eval_mse' in r), {})
+        out = dict(start=cfg.start(), split=cfg.split, train_pairs=len(tr), valid_pairs=len(va),
+                   dropped_pairs=load_json(run/RunFiles.SPLIT)['dropped'],
+                   best_spearman=summary['best'], best_mse=at_best.get('eval_mse'),
+                   best_step=summary['best_step'], final_spearman=ev.get('spearman'),
+                   final_mse=ev.get('mse'), first_loss=log[0]['loss'] if log else None,
+                   last_loss=log[-1]['loss'] if log else None, parameters=count_parameters(model))
+        out |= {k: v for k, v in summary.items() if k not in out}
+        if not summary['stopped'] and (run/RunFiles.BEST_WEIGHTS).exists():
+            _predictions(run, va, embeddings, next(model.parameters()).device, progress)
+        save_json(out, run/RunFiles.METRICS)
+        return out

@@ -11,7 +11,7 @@ from ..model.encoder import count_parameters
 from ..model.tasks import ORIGINAL_TAGS, PretrainModel, loss_weights, parse_tasks
 from ..training.core import read_metrics
 from ..training.loop import train
-from ..training.stage import StageConfig, build_encoder, start_stage
+from ..training.stage import StageConfig, build_encoder, claim_data, start_stage
 
 # %% auto #0
 __all__ = ['PretrainConfig', 'pretrain']
@@ -46,23 +46,24 @@ class PretrainConfig(StageConfig):
 # %% ../../nbs/08_stages.pretrain.ipynb #7ddefce8
 def pretrain(cfg: PretrainConfig, progress=True, stop_after=None, callbacks=()) -> dict:
     """Run the pretraining stage; returns its summary (also saved as `metrics.json` in the run directory)."""
-    cfg, run, store = start_stage(cfg, progress)
-    splits = ['pointwise', 'pairwise'] + (['test_a', 'test_b'] if cfg.include_test else [])
-    splits = [s for s in splits if len(store.rows(s))]
-    ds = VideoDataset(store, splits, cfg.max_frames, cfg.max_text_len, cfg.text, cfg.padding)
-    model = build_encoder(cfg.start(), store.vocab_size, cfg.max_frames, store)
-    model.cfg.save(run/RunFiles.MODEL_CONFIG)
-    pm = PretrainModel(model, parse_tasks(cfg.tasks), num_tags=store.num_tags, weights=cfg.weights,
-                       weight_rule=cfg.weight_rule, special_ids=store.special_token_ids,
-                       mask_id=store.mask_id)
-    summary = train(pm, ds, cfg.train_config(), run, collate_fn=collate_batch,
-                    stop_after=stop_after, callbacks=callbacks)
-    log = [r for r in read_metrics(run) if 'loss' in r]
-    names = ['loss', *parse_tasks(cfg.tasks)]
-    out = dict(summary, videos=len(ds), splits=splits, tasks=list(parse_tasks(cfg.tasks)),
-               num_tags=store.num_tags, weight_rule=cfg.weight_rule, loss_weights=pm.weights,
-               parameters=count_parameters(model),
-               first={k: log[0][k] for k in names if log and k in log[0]},
-               last={k: log[-1][k] for k in names if log and k in log[-1]})
-    save_json(out, run/RunFiles.METRICS)
-    return out
+    with start_stage(cfg, progress) as (cfg, run, store):
+        claim_data(run, store)
+        splits = ['pointwise', 'pairwise'] + (['test_a', 'test_b'] if cfg.include_test else [])
+        splits = [s for s in splits if len(store.rows(s))]
+        ds = VideoDataset(store, splits, cfg.max_frames, cfg.max_text_len, cfg.text, cfg.padding)
+        model = build_encoder(cfg.start(), store.vocab_size, cfg.max_frames, store)
+        model.cfg.save(run/RunFiles.MODEL_CONFIG)
+        pm = PretrainModel(model, parse_tasks(cfg.tasks), num_tags=store.num_tags, weights=cfg.weights,
+                           weight_rule=cfg.weight_rule, special_ids=store.special_token_ids,
+                           mask_id=store.mask_id)
+        summary = train(pm, ds, cfg.train_config(), run, collate_fn=collate_batch,
+                        stop_after=stop_after, callbacks=callbacks)
+        log = [r for r in read_metrics(run) if 'loss' in r]
+        names = ['loss', *parse_tasks(cfg.tasks)]
+        out = dict(summary, videos=len(ds), splits=splits, tasks=list(parse_tasks(cfg.tasks)),
+                   num_tags=store.num_tags, weight_rule=cfg.weight_rule, loss_weights=pm.weights,
+                   parameters=count_parameters(model),
+                   first={k: log[0][k] for k in names if log and k in log[0]},
+                   last={k: log[-1][k] for k in names if log and k in log[-1]})
+        save_json(out, run/RunFiles.METRICS)
+        return out

@@ -101,6 +101,20 @@ def setup_run(model: nn.Module, dataset, cfg: TrainConfig, run_dir, collate_fn=N
 
 
 # %% ../../nbs/06c_training.loop.ipynb #b1f72b7c
+@contextmanager
+def _writing(tmp: Path, step: int):
+    """A failed write of checkpoint folder `tmp` (a full disk) removes it and raises one KitError naming the file."""
+    try: yield
+    except Exception as e:
+        done = sorted(tmp.iterdir(), key=lambda p: p.stat().st_mtime_ns) if tmp.exists() else []
+        at, free = done[-1] if done else tmp, shutil.disk_usage(tmp.parent).free / 2**20
+        shutil.rmtree(tmp, ignore_errors=True)
+        last = latest_checkpoint(tmp.parent.parent)
+        raise KitError(f'{at}: writing the checkpoint of step {step} failed ({type(e).__name__}: '
+                       f'{str(e).splitlines()[0] if str(e) else e!r}; {free:.0f} MiB free on its disk); '
+                       + (f'checkpoint {last.name} is kept' if last else 'no earlier checkpoint')
+                       + ': make room and run the same command to resume') from e
+
 def save_checkpoint(r: TrainRun, st: TrainState):
     """Save the full training state atomically into `checkpoint/step-NNNNNN` and point `latest.json` at it."""
     st.pending = r.window.pending(r.acc)          # a resumed run goes on with these log sums
@@ -114,11 +128,11 @@ def save_checkpoint(r: TrainRun, st: TrainState):
         tmp.mkdir(parents=True)
     acc.wait_for_everyone()
     # it warns that tied weights are saved once: they are, by design
-    with _quiet('accelerate.utils.other'):
+    with _writing(tmp, st.step), _quiet('accelerate.utils.other'):
         acc.save_state(str(tmp))                  # every process writes its own RNG state
-    if acc.is_main_process:
-        for cb in r.callbacks: cb.save_files(r, tmp)
-        st.save(tmp/RunFiles.TRAINER_STATE)
+        if acc.is_main_process:
+            for cb in r.callbacks: cb.save_files(r, tmp)
+            st.save(tmp/RunFiles.TRAINER_STATE)
     acc.wait_for_everyone()
     if acc.is_main_process:
         if final.exists(): shutil.rmtree(final)   # a leftover of a crash before latest.json moved

@@ -4,7 +4,8 @@
 
 # %% ../../nbs/07_training.stage.ipynb #3428577f
 from __future__ import annotations
-import warnings
+import hashlib, json, os, warnings
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, fields
 from pathlib import Path
 import numpy as np
@@ -13,7 +14,7 @@ import torch.nn as nn
 from scipy.stats import rankdata, spearmanr
 from torch.utils.data import DataLoader
 from ..core import (Config, DataError, KitError, RunFiles, claim_run, l2_normalise, load_json, progress_bar,
-                         runs_root, set_seed)
+                         runs_root, save_json, set_seed, stage_lock)
 from ..data.store import load_tokenizer, open_store
 from ..data.datasets import TextLayout, VideoDataset, check_padding, collate_batch
 from ..model.encoder import MODEL_SIZES, ModelConfig, VideoBert, model_config
@@ -21,8 +22,8 @@ from .core import TrainConfig, latest_checkpoint, load_weights
 from ..model.tasks import weights_note
 
 # %% auto #0
-__all__ = ['ENCODER_INPUTS', 'WEIGHTS', 'StageConfig', 'Inputs', 'start_stage', 'build_encoder', 'run_weights', 'load_run',
-           'embed_rows', 'rank_target', 'pair_cosines', 'cosine_metrics', 'pair_metrics']
+__all__ = ['ENCODER_INPUTS', 'WEIGHTS', 'StageConfig', 'Inputs', 'start_stage', 'claim_data', 'build_encoder', 'run_weights',
+           'load_run', 'embed_rows', 'rank_target', 'pair_cosines', 'cosine_metrics', 'pair_metrics']
 
 # %% ../../nbs/07_training.stage.ipynb #d9d04691
 @dataclass
@@ -100,21 +101,43 @@ class Inputs(Config):
                              f'build a store with the run\'s tokenizer')
 
 # %% ../../nbs/07_training.stage.ipynb #cb22896b
+@contextmanager
 def start_stage(cfg: StageConfig, progress=True):
-    """Resolve `cfg`, claim its run directory, seed, open (or build) the store; returns `(cfg, run_dir, store)`."""
+    """Resolve `cfg`, lock and claim its run directory, seed, open (or build) the store; yields `(cfg, run, store)`."""
     cfg = cfg.resolved()
     run = Path(cfg.run_dir)
     run.mkdir(parents=True, exist_ok=True)
-    claim_run(run, cfg)
-    set_seed(cfg.seed)
-    store = open_store(cfg.data_dir, cfg.store_dir, load_tokenizer(cfg.tokenizer),
-                       progress=progress)
-    inputs, saved = Inputs.of(cfg, store), run/RunFiles.INPUTS
-    if saved.exists() and (run/RunFiles.LATEST).exists() and Inputs.load(saved) != inputs:
-        raise KitError(f'{run} was trained on other inputs ({Inputs.load(saved)}; now {inputs}): resume it on '
-                       'its own data and tokenizer, or give another run directory')
-    inputs.save(saved)                                # only once the run may go on
-    return cfg, run, store
+    with stage_lock(run) if os.environ.get('RANK', '0') == '0' else nullcontext():
+        claim_run(run, cfg)
+        set_seed(cfg.seed)
+        store = open_store(cfg.data_dir, cfg.store_dir, load_tokenizer(cfg.tokenizer),
+                           progress=progress)
+        inputs, saved = Inputs.of(cfg, store), run/RunFiles.INPUTS
+        if saved.exists() and (run/RunFiles.LATEST).exists() and Inputs.load(saved) != inputs:
+            raise KitError(f'{run} was trained on other inputs ({Inputs.load(saved)}; now {inputs}): resume it on '
+                           'its own data and tokenizer, or give another run directory')
+        inputs.save(saved)                                # only once the run may go on
+        yield cfg, run, store
+
+# %% ../../nbs/07_training.stage.ipynb #da7a0002
+def _digest(x) -> str:
+    return hashlib.blake2b(json.dumps(x, sort_keys=True).encode(), digest_size=8).hexdigest()
+
+def claim_data(run, store, **pairs):
+    """Record the fingerprints of the store's videos and of each pair table in `pairs` (`id1, id2, similarity`) in
+    `run`; refuse to resume a run trained on other data, naming what changed."""
+    run = Path(run)
+    # every input but the labels (pair tables are fingerprinted by content)
+    fp = {'videos': _digest([i for i in store.manifest['inputs'] if not i['file'].endswith('.tsv')])}
+    fp |= {k: _digest(p[['id1', 'id2', 'similarity']].astype(str).to_numpy().tolist()) for k, p in pairs.items()}
+    saved = run/RunFiles.DATA
+    if saved.exists() and (run/RunFiles.LATEST).exists():
+        changed = [k for k, v in fp.items() if load_json(saved).get(k) != v]
+        if changed:
+            raise KitError(f'{run} was trained on other {" and ".join(changed)} than {store.manifest["data_dir"]} holds now '
+                           '(the data changed since its checkpoint): resume it on its own data, '
+                           'or give another run directory')
+    save_json(fp, saved)
 
 # %% ../../nbs/07_training.stage.ipynb #57ed6b10
 def build_encoder(start: str, vocab_size: int, max_frames: int = 32, store=None) -> VideoBert:
@@ -164,22 +187,25 @@ class _Holder(nn.Module):
         self.model = model
 
 def load_run(run_dir, which: str = 'auto') -> tuple[VideoBert, Inputs]:
-    """A run's trained encoder (in eval mode) and the input settings it was trained with."""
+    """A run's trained encoder (in eval mode) and the input settings it was trained with (never while a stage
+    writes the run: it is refused, naming the stage)."""
     run = Path(run_dir)
     for f in (RunFiles.MODEL_CONFIG, RunFiles.INPUTS):
         if not (run/f).exists():
             raise FileNotFoundError(f'{run/f}: missing; '
                                     f'{run} is not a pretraining or finetuning run')
-    model, path = VideoBert(ModelConfig.load(run/RunFiles.MODEL_CONFIG)), run_weights(run, which)
-    # the stage's heads are not the encoder's
-    missing, _ = load_weights(_Holder(model), path, strict=False)
-    if missing:
-        raise DataError(path, f'{len(missing)} encoder weights missing '
-                              f'(e.g. {sorted(missing)[:3]})')
-    # any era's
-    note = weights_note(load_json(run/RunFiles.CONFIG)) if (run/RunFiles.CONFIG).exists() else ''
+    with stage_lock(run, shared=True):
+        model, path = VideoBert(ModelConfig.load(run/RunFiles.MODEL_CONFIG)), run_weights(run, which)
+        # the stage's heads are not the encoder's
+        missing, _ = load_weights(_Holder(model), path, strict=False)
+        if missing:
+            raise DataError(path, f'{len(missing)} encoder weights missing '
+                                  f'(e.g. {sorted(missing)[:3]})')
+        # any era's
+        note = weights_note(load_json(run/RunFiles.CONFIG)) if (run/RunFiles.CONFIG).exists() else ''
+        inputs = Inputs.load(run/RunFiles.INPUTS)
     if note: warnings.warn(f'{run}: {note}', stacklevel=2)
-    return model.eval(), Inputs.load(run/RunFiles.INPUTS)
+    return model.eval(), inputs
 
 # %% ../../nbs/07_training.stage.ipynb #0f0be814
 def embed_rows(model: VideoBert, store, rows, inputs: Inputs = Inputs(), batch_size: int = 256,
