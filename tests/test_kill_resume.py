@@ -173,3 +173,28 @@ def test_callback_state(tiny, rng):
     assert json.loads((tiny/'cb_again'/'train_summary.json').read_text())['resumed_from'] > 0
     same_weights(tiny/'cb_again'/'model.safetensors', tiny/'cb_ref'/'model.safetensors')
     assert log(tiny/'cb_again') == log(tiny/'cb_ref')
+
+
+def test_one_writer_per_run(tiny):
+    """While a stage writes a run directory, a second stage on it stops at once naming the holder (same or other
+    settings), and readers of the run (embed, finetune from it) are refused; the holder's files are untouched."""
+    busy = tiny/'busy'
+    args = ['pretrain', *stage_args(tiny, '--max-steps', 2000, '--run-dir', busy)]
+    first = subprocess.Popen([MMVSIM, *map(str, args)], env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE)
+    try:
+        while not (busy/'checkpoint'/'latest.json').exists() and first.poll() is None: time.sleep(0.05)
+        config = (busy/'config.json').read_text()
+        for cmd in (['pretrain', *stage_args(tiny, '--max-steps', 3, '--run-dir', busy)], args,
+                    ['embed', '--run', busy, '--data', tiny/'tiny', '--store', tiny/'store_ref', '--split', 'test_a',
+                     '--out', tiny/'busy.npz'],
+                    ['finetune', *stage_args(tiny, '--pretrained', busy, '--max-steps', 1, '--split', 'kfold',
+                                             '--folds', 4, '--run-dir', tiny/'ft_busy')]):
+            p = subprocess.run([MMVSIM, *map(str, cmd)], env=ENV, cwd=ROOT, capture_output=True, text=True,
+                               timeout=300)
+            assert p.returncode == 2 and f'run {busy} is in use by pid {first.pid} (' in p.stderr, p.stderr[-2000:]
+            assert first.poll() is None, 'the first run ended before the others were tried'
+        assert (busy/'config.json').read_text() == config and not (tiny/'busy.npz').exists()
+    finally:
+        first.kill()
+        first.wait()
