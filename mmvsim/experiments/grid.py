@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 from ..core import DataError, KitError, cpu_cores, load_json, project_root
-from ..data.synth import META, generate
+from ..data.synth import META, SYNTH_PRESETS, generate
 from ..data.store import load_tokenizer, open_store
 from ..stages.pretrain import PretrainConfig
 from ..stages.finetune import FinetuneConfig
@@ -86,8 +86,10 @@ def _check_table(path, name, t):
         for stage in ('pretrain', 'finetune'):
             if r.get(stage) is not None:
                 _check_settings(path, f'{where} row {row!r}', stage, r[stage])
-        if 'original' in r and len(r['original']) != 4:
-            raise DataError(path, 'original must be [spearman, spearman std, mse, mse std]',
+        o = r.get('original')
+        if o is not None and not (isinstance(o, list) and len(o) == 4
+                                  and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in o)):
+            raise DataError(path, f'original must be [spearman, spearman std, mse, mse std] (got {o!r})',
                             f'{where} row {row!r}')
     for f in t.get('findings') or []:
         if len(f) != 2 or not set(f) <= set(t['rows']):
@@ -131,12 +133,15 @@ def _check_shape(path, g: dict):
         if v is not None and (not isinstance(v, kind) or isinstance(v, bool)):
             raise DataError(path, f'{k} must be {what} (got {v!r})')
     if 'dir' not in g['data']: raise DataError(path, "data needs a 'dir': the data set's folder")
+    preset = g['data'].get('preset')
+    if preset is not None and preset not in SYNTH_PRESETS:
+        raise DataError(path, f'unknown preset {preset!r}; the synthetic presets are {list(SYNTH_PRESETS)}', 'data')
     bad = [n for n, t in g['tables'].items() if not isinstance(t, dict)]
     if bad: raise DataError(path, f'table {bad[0]!r} must be a mapping with rows (got {g["tables"][bad[0]]!r})')
 
 def load_grid(path, runs=None, data=None) -> Grid:
     """Read and check a grid file; `runs` and `data` override where its runs and data set are."""
-    path = Path(path)
+    path = Path(path).resolve()        # its runs are started from the kit's root
     try: g = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e: raise DataError(path, f'not valid YAML ({e})') from None
     if not isinstance(g, dict): raise DataError(path, 'a grid file is a mapping')
@@ -209,13 +214,17 @@ def plan_grid(grid: Grid) -> list[Job]:
         for row, r in t['rows'].items():
             scratch = 'pretrain' in r and r['pretrain'] is None
             over = r.get('pretrain') or {}
-            starts = ([None] if scratch else
-                      [_pretrain_job(grid, over, s) for s in grid.pretrain_seeds])
-            for pj in starts:
-                if pj is not None: pj = pre.setdefault(pj.name, pj)
-                for seed in grid.seeds_of(None if pj is None else pj.params['seed']):
-                    j = _finetune_job(grid, r, pj, seed)
-                    ft.setdefault(j.name, j).rows.append((tname, row, seed))
+            try:
+                starts = ([None] if scratch else
+                          [_pretrain_job(grid, over, s) for s in grid.pretrain_seeds])
+                for pj in starts:
+                    if pj is not None: pj = pre.setdefault(pj.name, pj)
+                    for seed in grid.seeds_of(None if pj is None else pj.params['seed']):
+                        j = _finetune_job(grid, r, pj, seed)
+                        ft.setdefault(j.name, j).rows.append((tname, row, seed))
+            except DataError: raise
+            except KitError as e:   # a value of the row's (or the base) settings refused
+                raise DataError(grid.path, str(e), f'table {tname!r} row {row!r}') from None
     return [*pre.values(), *ft.values()]
 
 # %% ../../nbs/13a_experiments.grid.ipynb #83d099c8
@@ -273,5 +282,7 @@ def prepare_data(grid: Grid, progress=True):
     d = grid.data['dir']
     if grid.data.get('preset'):
         ensure_data(d, grid.data['preset'], grid.data.get('seed', 0), progress=progress)
+    elif not Path(d).is_dir():
+        raise DataError(grid.path, f'data.dir {d} is not a folder (and no preset is given to generate it)', 'data')
     cfg = PretrainConfig(**{**grid.pretrain, 'data_dir': d}).resolved()
     return open_store(d, cfg.store_dir, load_tokenizer(cfg.tokenizer), progress=progress)
