@@ -182,9 +182,11 @@ def _as_type(name: str, v, tp):
     if tp is str:
         if isinstance(v, (str, os.PathLike)): return v if isinstance(v, str) else os.fspath(v)
         raise KitError(f'{name} must be text (got {v!r})')
-    if tp is dict and isinstance(v, str):
-        try: d = ast.literal_eval(v.strip() or '{}')
-        except (ValueError, SyntaxError): d = None
+    if tp is dict:
+        d = v
+        if isinstance(v, str):
+            try: d = ast.literal_eval(v.strip() or '{}')
+            except (ValueError, SyntaxError): d = None
         if not isinstance(d, dict): raise KitError(f'{name} must be a dict, e.g. {{"mfm": 0.2}} (got {v!r})')
         return d
     return v

@@ -1,15 +1,20 @@
 """Property-based tests: random valid inputs round-trip exactly; random damage is refused with a message that names
 the file and the place, never a crash deep inside NumPy or PyTorch. Each test counts the bad-input cases it tried."""
-import re, tempfile, zipfile
+import json, re, tempfile, typing, zipfile
+from dataclasses import fields
 from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 from mmvsim.core import FRAME_DIM, DataError, KitError
 from mmvsim.data.records import make_video, read_labels, read_records, write_labels, write_records, write_tag_list
 from mmvsim.data.store import Store, build_store
 from mmvsim.evaluation.submit import load_embeddings, score_submission, write_submission
+from mmvsim.experiments.grid import load_grid, plan_grid
+from mmvsim.stages.finetune import FinetuneConfig
+from mmvsim.stages.pretrain import PretrainConfig
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 TRIED = {}
@@ -223,10 +228,73 @@ def test_store_round_trip_and_damage(vs, data, vocab):
         refused_ok('damaged store files')
 
 
+WRONG = st.one_of(st.text(max_size=8), st.sampled_from(['1e-5', ' 20 ', 'no', 'True', '{}', "{'mfm': 0.2}", 'nan', '-3']),
+                  st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**6, 10**6), st.booleans(), st.none(),
+                  st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+STAGE_CONFIGS = [PretrainConfig, FinetuneConfig]      # each holds TrainConfig's and StageConfig's fields too
+
+
+@settings(SETTINGS, max_examples=400)
+@given(data=st.data())
+def test_config_values(data):
+    """Any value for any field of a stage config: converted to the field's type and accepted, or a KitError naming
+    the field; never an error of another kind, here or when the run directory is resolved."""
+    cls = data.draw(st.sampled_from(STAGE_CONFIGS))
+    f, v = data.draw(st.sampled_from(fields(cls))), data.draw(WRONG)
+    tried('config values of any type (converted, or refused naming the field)')
+    try: cfg = cls(**{f.name: v})
+    except KitError as e:
+        assert f.name in str(e), f'{cls.__name__}.{f.name}={v!r}: {e}'
+    except Exception as e:
+        raise AssertionError(f'{cls.__name__}.{f.name}={v!r}: {type(e).__name__}: {e}') from e
+    else:
+        kind = typing.get_type_hints(cls)[f.name]
+        assert isinstance(getattr(cfg, f.name), typing.get_args(kind) or kind), (f.name, v, getattr(cfg, f.name))
+        assert cls(**json.loads(json.dumps(cfg.to_dict()))) == cfg                 # and it round-trips as saved
+    refused_ok('config values of any type (converted, or refused naming the field)')
+
+
+GRID = {'name': 'g', 'data': {'dir': 'data/x', 'preset': 'tiny'}, 'seeds': [0], 'test_splits': ['test_a'],
+        'pretrain': {'max_steps': 2}, 'finetune': {'max_steps': 2},
+        'tables': {'t': {'rows': {'a': {}, 'b': {'pretrain': {'tasks': 'vtc'}, 'original': [0.8, 0.01, 0.03, 0.001]}},
+                         'findings': [['a', 'b']]}}}
+PLACES = [('name',), ('data',), ('data', 'dir'), ('data', 'preset'), ('data', 'seed'), ('seeds',), ('pretrain_seeds',),
+          ('test_splits',), ('threads',), ('jobs',), ('gpu_samples_per_s',), ('blend',), ('blend', 'sizes'),
+          ('blend', 'weights'), ('blend', 'original'), ('tables',), ('tables', 't'), ('tables', 't', 'rows'),
+          ('tables', 't', 'findings'), ('tables', 't', 'rows', 'a'), ('tables', 't', 'rows', 'b', 'original'),
+          ('tables', 't', 'rows', 'b', 'pretrain'), ('tables', 't', 'rows', 'b', 'finetune'), ('tables', 't', 'rows', 'b', 'as'),
+          *[('pretrain', f.name) for f in fields(PretrainConfig) if f.name not in ('data_dir', 'store_dir', 'run_dir', 'seed')],
+          *[('finetune', f.name) for f in fields(FinetuneConfig)
+            if f.name not in ('data_dir', 'store_dir', 'run_dir', 'pretrained', 'seed')]]
+
+
+@settings(SETTINGS, max_examples=300)
+@given(data=st.data())
+def test_grid_values(data, tmp_path):
+    """Any value at any place of a grid file: the grid loads and plans, or one DataError names the file (and the
+    table and row of a row's value); never an error of another kind."""
+    at, v = data.draw(st.sampled_from(PLACES)), data.draw(WRONG)
+    g = json.loads(json.dumps(GRID))
+    d = g
+    for k in at[:-1]: d = d.setdefault(k, {})
+    d[at[-1]] = v
+    p = tmp_path/'grid.yaml'
+    p.write_text(yaml.safe_dump(g, allow_unicode=True))
+    tried('grid file values of any type (accepted, or refused naming the file)')
+    try: plan_grid(load_grid(p))
+    except DataError as e:
+        assert str(p.resolve()) in str(e), f'{at}={v!r}: {e}'
+        if at[:3] == ('tables', 't', 'rows') and len(at) > 4: assert "row 'b'" in str(e), f'{at}={v!r}: {e}'
+        if at[0] in ('pretrain', 'finetune'): assert f'base {at[0]} settings' in str(e), f'{at}={v!r}: {e}'
+    except Exception as e:
+        raise AssertionError(f'{at}={v!r}: {type(e).__name__}: {e}') from e
+    refused_ok('grid file values of any type (accepted, or refused naming the file)')
+
+
 def test_zz_report(capsys):
     """How many bad-input cases the properties above tried (each refused with file and place, or a test failed)."""
     total, refused_ = sum(t for t, _ in TRIED.values()), sum(b for _, b in TRIED.values())
     with capsys.disabled():
-        print(f'\nbad-input cases tried: {total}, refused with a message naming file and place: {refused_}')
+        print(f'\nbad-input cases tried: {total}, handled (refused naming file and place, or converted): {refused_}')
         for name, (t, b) in sorted(TRIED.items()): print(f'  {name}: {b} of {t}')
     assert total > 0 and refused_ == total

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 from ..core import DataError, KitError, cpu_cores, load_json, project_root
+from ..data.records import SPLITS
 from ..data.synth import META, SYNTH_PRESETS, generate
 from ..data.store import load_tokenizer, open_store
 from ..stages.pretrain import PretrainConfig
@@ -78,8 +79,12 @@ def _check_table(path, name, t):
     bad = set(t) - {'title', 'rows', 'findings', 'oracle'}
     if bad: raise DataError(path, f'unknown keys {sorted(bad)}', where)
     for row, r in t['rows'].items():
+        if r is not None and not isinstance(r, dict):
+            raise DataError(path, f'a row is a mapping of {sorted(_ROW_KEYS)} (got {r!r})', f'{where} row {row!r}')
         r = r or {}
         t['rows'][row] = r
+        if not isinstance(r.get('as', ''), str):
+            raise DataError(path, f"as must be text (got {r['as']!r})", f'{where} row {row!r}')
         if set(r) - _ROW_KEYS:
             raise DataError(path, f'unknown keys {sorted(set(r) - _ROW_KEYS)}',
                             f'{where} row {row!r}')
@@ -91,14 +96,16 @@ def _check_table(path, name, t):
                                   and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in o)):
             raise DataError(path, f'original must be [spearman, spearman std, mse, mse std] (got {o!r})',
                             f'{where} row {row!r}')
+    if not isinstance(t.get('findings') or [], list):
+        raise DataError(path, f"findings must be a list of [better row, worse row] (got {t['findings']!r})", where)
     for f in t.get('findings') or []:
-        if len(f) != 2 or not set(f) <= set(t['rows']):
+        if not (isinstance(f, list) and len(f) == 2 and all(isinstance(x, str) and x in t['rows'] for x in f)):
             raise DataError(path, f'a finding is [better row, worse row] of this table, got {f!r}',
                             where)
 
 def _check_seeds(path, seeds, pre):
     for name, s in (('seeds', seeds), ('pretrain_seeds', pre)):
-        if not s or len(set(s)) != len(s) or not all(isinstance(x, int) for x in s):
+        if not s or not all(isinstance(x, int) and not isinstance(x, bool) for x in s) or len(set(s)) != len(s):
             raise DataError(path, f'{name} must be a list of distinct integers, got {s!r}')
     if len(seeds) % len(pre):
         raise DataError(path, f'the {len(seeds)} finetuning seeds cannot be dealt out evenly among '
@@ -107,12 +114,14 @@ def _check_seeds(path, seeds, pre):
 def _check_blend(path, b):
     if set(b) - set(_BLEND):
         raise DataError(path, f'unknown keys {sorted(set(b) - set(_BLEND))}', 'blend')
-    b = {**_BLEND, **b}
-    sizes = b['sizes']
-    if (not sizes or any(not isinstance(k, int) or k < 1 for k in sizes)
+    b = {**_BLEND, **{k: v for k, v in b.items() if v is not None}}
+    sizes, num = b['sizes'], lambda x: isinstance(x, (int, float)) and not isinstance(x, bool)
+    if (not isinstance(sizes, list) or not sizes or any(not isinstance(k, int) or isinstance(k, bool) or k < 1
+                                                         for k in sizes)
             or sorted(set(sizes)) != list(sizes)):
         raise DataError(path, f'sizes must be increasing integers >= 1, got {sizes!r}', 'blend')
-    if b['original'] and len(b['original']) != len(sizes):
+    if b['original'] and not (isinstance(b['original'], list) and len(b['original']) == len(sizes)
+                              and all(num(x) for x in b['original'])):
         raise DataError(path, f"original needs one number per size ({len(sizes)}), "
                               f"got {b['original']!r}", 'blend')
     if b['weights'] not in ('equal', 'valid'):
@@ -133,6 +142,12 @@ def _check_shape(path, g: dict):
         if v is not None and (not isinstance(v, kind) or isinstance(v, bool)):
             raise DataError(path, f'{k} must be {what} (got {v!r})')
     if 'dir' not in g['data']: raise DataError(path, "data needs a 'dir': the data set's folder")
+    for k, v in g['data'].items():
+        want = {'dir': str, 'preset': str}.get(k, int)        # seed, videos, pairs: whole numbers
+        if not isinstance(v, want) or isinstance(v, bool):
+            raise DataError(path, f"{k} must be {'text' if want is str else 'a whole number'} (got {v!r})", 'data')
+    bad = [s for s in g.get('test_splits', []) if s not in SPLITS[2:]]
+    if bad: raise DataError(path, f'test_splits are among {list(SPLITS[2:])} (got {bad[0]!r})')
     preset = g['data'].get('preset')
     if preset is not None and preset not in SYNTH_PRESETS:
         raise DataError(path, f'unknown preset {preset!r}; the synthetic presets are {list(SYNTH_PRESETS)}', 'data')
@@ -145,12 +160,16 @@ def load_grid(path, runs=None, data=None) -> Grid:
     try: g = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e: raise DataError(path, f'not valid YAML ({e})') from None
     if not isinstance(g, dict): raise DataError(path, 'a grid file is a mapping')
+    g = {k: v for k, v in g.items() if v is not None}         # `key:` with no value: as if not given
     bad = set(g) - _GRID_KEYS
     if bad: raise DataError(path, f'unknown keys {sorted(bad)}; a grid has {sorted(_GRID_KEYS)}')
     for k in ('name', 'data', 'tables'):
         if k not in g: raise DataError(path, f'no {k!r}')
     _check_shape(path, g)
-    for stage in ('pretrain', 'finetune'): _check_settings(path, 'base', stage, g.get(stage) or {})
+    for stage, cls in (('pretrain', PretrainConfig), ('finetune', FinetuneConfig)):
+        _check_settings(path, 'base', stage, g.get(stage) or {})
+        try: cls(**g.get(stage, {}))                          # the base values alone
+        except KitError as e: raise DataError(path, str(e), f'base {stage} settings') from None
     for name, t in g['tables'].items(): _check_table(path, name, t)
     seeds, pre = list(g.get('seeds', [0])), list(g.get('pretrain_seeds', [0]))
     _check_seeds(path, seeds, pre)

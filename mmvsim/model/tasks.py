@@ -196,8 +196,8 @@ def parse_tasks(names) -> tuple:
     if isinstance(names, str): names = [n for n in names.replace(' ', '').split(',') if n]
     names = [n.lower() for n in names]
     bad = [n for n in names if n not in TASKS]
-    if bad: raise KitError(f'unknown pretraining task(s) {bad}; valid names: {list(TASKS)}')
-    if not names: raise KitError(f'no pretraining task selected; valid names: {list(TASKS)}')
+    if bad: raise KitError(f'tasks: unknown pretraining task(s) {bad}; valid names: {list(TASKS)}')
+    if not names: raise KitError(f'tasks: no pretraining task selected; valid names: {list(TASKS)}')
     return tuple(t for t in TASKS if t in names)
 
 def build_tasks(names, hidden: int, num_tags: int = 10000, frame_dim: int = 1536,

@@ -75,7 +75,7 @@ class TrainConfig(Config):
         """Raise a ValueError naming the first setting out of its range (a subclass extends this)."""
         for k in ('epochs', 'max_steps', 'weight_decay', 'max_grad_norm', 'num_workers',
                   'eval_every', 'save_every'):
-            _require(self, k, getattr(self, k) >= 0, '>= 0')
+            _require(self, k, 0 <= getattr(self, k) < math.inf, '>= 0 and finite')
         for k in ('batch_size', 'grad_accum', 'log_every'):
             _require(self, k, getattr(self, k) >= 1, '>= 1')
         for k in ('lr_bert', 'lr_new'):
