@@ -228,7 +228,8 @@ def test_store_round_trip_and_damage(vs, data, vocab):
         refused_ok('damaged store files')
 
 
-WRONG = st.one_of(st.text(max_size=8), st.sampled_from(['1e-5', ' 20 ', 'no', 'True', '{}', "{'mfm': 0.2}", 'nan', '-3']),
+WRONG = st.one_of(st.text(max_size=8),
+                  st.sampled_from(['1e-5', ' 20 ', 'no', 'True', '{}', "{'mfm': 0.2}", 'nan', '-3']),
                   st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**6, 10**6), st.booleans(), st.none(),
                   st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
 STAGE_CONFIGS = [PretrainConfig, FinetuneConfig]      # each holds TrainConfig's and StageConfig's fields too
@@ -262,10 +263,9 @@ PLACES = [('name',), ('data',), ('data', 'dir'), ('data', 'preset'), ('data', 's
           ('test_splits',), ('threads',), ('jobs',), ('gpu_samples_per_s',), ('blend',), ('blend', 'sizes'),
           ('blend', 'weights'), ('blend', 'original'), ('tables',), ('tables', 't'), ('tables', 't', 'rows'),
           ('tables', 't', 'findings'), ('tables', 't', 'rows', 'a'), ('tables', 't', 'rows', 'b', 'original'),
-          ('tables', 't', 'rows', 'b', 'pretrain'), ('tables', 't', 'rows', 'b', 'finetune'), ('tables', 't', 'rows', 'b', 'as'),
-          *[('pretrain', f.name) for f in fields(PretrainConfig) if f.name not in ('data_dir', 'store_dir', 'run_dir', 'seed')],
-          *[('finetune', f.name) for f in fields(FinetuneConfig)
-            if f.name not in ('data_dir', 'store_dir', 'run_dir', 'pretrained', 'seed')]]
+          *[('tables', 't', 'rows', 'b', k) for k in ('pretrain', 'finetune', 'as')],
+          *[(stage, f.name) for stage, cls in (('pretrain', PretrainConfig), ('finetune', FinetuneConfig))
+            for f in fields(cls) if f.name not in ('data_dir', 'store_dir', 'run_dir', 'pretrained', 'seed')]]
 
 
 @settings(SETTINGS, max_examples=300)

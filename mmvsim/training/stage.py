@@ -134,7 +134,8 @@ def claim_data(run, store, **pairs):
     if saved.exists() and (run/RunFiles.LATEST).exists():
         changed = [k for k, v in fp.items() if load_json(saved).get(k) != v]
         if changed:
-            raise KitError(f'{run} was trained on other {" and ".join(changed)} than {store.manifest["data_dir"]} holds now '
+            raise KitError(f'{run} was trained on other {" and ".join(changed)} than '
+                           f'{store.manifest["data_dir"]} holds now '
                            '(the data changed since its checkpoint): resume it on its own data, '
                            'or give another run directory')
     save_json(fp, saved)
