@@ -73,8 +73,9 @@ class TrainConfig(Config):
 
     def validate(self):
         """Raise a ValueError naming the first setting out of its range (a subclass extends this)."""
-        for k in ('epochs', 'max_steps', 'weight_decay', 'max_grad_norm', 'num_workers',
-                  'eval_every', 'save_every'):
+        for k in ('epochs', 'max_steps', 'num_workers', 'eval_every', 'save_every'):
+            _require(self, k, getattr(self, k) >= 0, '>= 0')
+        for k in ('weight_decay', 'max_grad_norm'):
             _require(self, k, 0 <= getattr(self, k) < math.inf, '>= 0 and finite')
         for k in ('batch_size', 'grad_accum', 'log_every'):
             _require(self, k, getattr(self, k) >= 1, '>= 1')
