@@ -239,6 +239,8 @@ class RunFiles:
     METRICS = 'metrics.json'               # the stage's final metrics
     WEIGHTS = 'model.safetensors'          # the final weights
     EMA_WEIGHTS = 'model_ema.safetensors'  # the final EMA weights (EMA on)
+    SWA_WEIGHTS = 'model_swa.safetensors'  # the mean of the last epochs' weights (SWA on)
+    TRACKER = 'tensorboard'                # the tracker's files (report_to on)
     BEST = 'best'                          # the best evaluated weights and their best.json
     BEST_WEIGHTS = 'best/model.safetensors'
     BEST_INFO = 'best/best.json'

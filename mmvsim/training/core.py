@@ -32,6 +32,7 @@ __all__ = ['EVENTS', 'TrainConfig', 'EpochSampler', 'optimizer_groups', 'build_o
 _SCHEDULES = {'cosine': 'cosine', 'linear': 'linear', 'constant': 'constant_with_warmup'}
 _PRECISIONS = ('auto', 'no', 'bf16', 'fp16')
 _COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')
+_ADVERSARIAL, _TRACKERS = ('', 'fgm', 'pgd'), ('', 'tensorboard')
 
 def _require(cfg, name: str, ok: bool, rule: str):
     """Raise `ValueError('<name> must be <rule> (got <value>)')` unless `ok`."""
@@ -52,6 +53,12 @@ class TrainConfig(Config):
     max_grad_norm: float = 1.0       # clip the global gradient norm to this; 0 = no clipping
     mixed_precision: str = 'auto'    # 'auto' (bf16 on CUDA, 'no' on CPU), 'no', 'bf16' or 'fp16'
     ema_decay: float = 0.0           # EMA of the weights per step (e.g. 0.999); 0 = off
+    swa_last: int = 0                # SWA: the mean of the weights at the last k epoch ends; 0 = off
+    adversarial: str = ''            # '' | 'fgm' | 'pgd': perturb the word embeddings and the frames
+                                     # entering the frame projection along their gradient
+    adv_eps: float = 1.0             # the perturbation's L2 radius (FGM's step; PGD's ball)
+    adv_steps: int = 3               # PGD's steps of 0.3 × adv_eps (FGM: one)
+    report_to: str = ''              # '' | 'tensorboard': Accelerate's tracker, into <run>/tensorboard
     compile: bool = False            # torch.compile the forward pass
     compile_mode: str = 'default'    # torch.compile mode: 'default',
                                      # 'reduce-overhead' (CUDA graphs), 'max-autotune'
@@ -86,6 +93,15 @@ class TrainConfig(Config):
                            'nothing to train')
         _require(self, 'warmup_ratio', 0 <= self.warmup_ratio < 1, 'in [0, 1)')
         _require(self, 'ema_decay', 0 <= self.ema_decay < 1, 'in [0, 1), 0 = off')
+        _require(self, 'swa_last', self.swa_last >= 0, '>= 0 (0 = off)')
+        _require(self, 'adversarial', self.adversarial in _ADVERSARIAL, f'one of {list(_ADVERSARIAL)}')
+        _require(self, 'adv_eps', 0 < self.adv_eps < math.inf, '> 0 and finite')
+        _require(self, 'adv_steps', self.adv_steps >= 1, '>= 1')
+        _require(self, 'report_to', self.report_to in _TRACKERS, f'one of {list(_TRACKERS)}')
+        if self.adversarial and self.compile:
+            raise KitError('adversarial training perturbs the frames through a forward hook, which a compiled '
+                           'model may skip: set compile off (got adversarial='
+                           f'{self.adversarial!r}, compile=True)')
         _require(self, 'schedule', self.schedule in _SCHEDULES, f'one of {list(_SCHEDULES)}')
         _require(self, 'mixed_precision', self.mixed_precision in _PRECISIONS,
                  f'one of {list(_PRECISIONS)}')
@@ -248,15 +264,17 @@ def process_threads(num_workers: int = 0) -> int:
     return max(1, cpu_cores() // max(1, int(os.environ.get('LOCAL_WORLD_SIZE', 1))) - num_workers)
 
 # %% ../../nbs/06a_training.core.ipynb #2c3e9a10
-def setup_accelerator(cfg: TrainConfig) -> Accelerator:
-    """A fresh `Accelerator` with this run's precision and accumulation (same process group); seeds every RNG."""
+def setup_accelerator(cfg: TrainConfig, run_dir=None) -> Accelerator:
+    """A fresh `Accelerator` with this run's precision, accumulation and tracker (its files under `run_dir`; the
+    same process group); seeds every RNG."""
     AcceleratorState._reset_state()   # private, and why: see below
     GradientState._reset_state()
     torch.set_num_threads(process_threads(cfg.num_workers))
     acc = Accelerator(mixed_precision=cfg.precision(), gradient_accumulation_steps=cfg.grad_accum,
                       cpu=not torch.cuda.is_available(), step_scheduler_with_optimizer=False,
                       kwargs_handlers=[DistributedDataParallelKwargs(
-                          find_unused_parameters=cfg.find_unused_parameters)])
+                          find_unused_parameters=cfg.find_unused_parameters)],
+                      log_with=cfg.report_to or None, project_dir=str(run_dir) if run_dir else None)
     _seed_all(cfg.seed, device_specific=True)   # each process its own dropout stream
     return acc
 

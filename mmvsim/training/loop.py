@@ -69,7 +69,7 @@ def setup_run(model: nn.Module, dataset, cfg: TrainConfig, run_dir, collate_fn=N
     """The accelerator, loader, optimizer, scheduler and callbacks of a run, prepared; writes `train_config.json`."""
     t0, run_dir, cuda = time.perf_counter(), Path(run_dir), torch.cuda.is_available()
     cbs = sorted([*default_callbacks(cfg), *check_callbacks(callbacks)], key=lambda cb: cb.order)
-    acc = setup_accelerator(cfg)
+    acc = setup_accelerator(cfg, run_dir)
     if acc.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         cfg.replace(mixed_precision=cfg.precision()).save(run_dir/RunFiles.TRAIN_CONFIG)

@@ -164,12 +164,14 @@ def build_encoder(start: str, vocab_size: int, max_frames: int = 32, store=None)
     return model
 
 # %% ../../nbs/07_training.stage.ipynb #2c007d37
-WEIGHTS = {'best': RunFiles.BEST_WEIGHTS, 'final': RunFiles.WEIGHTS, 'ema': RunFiles.EMA_WEIGHTS}
+WEIGHTS = {'best': RunFiles.BEST_WEIGHTS, 'final': RunFiles.WEIGHTS, 'ema': RunFiles.EMA_WEIGHTS,
+           'swa': RunFiles.SWA_WEIGHTS}
 
 def run_weights(run_dir, which: str = 'auto') -> Path:
-    """The weight file of `run_dir` for `which` in best | final | ema | checkpoint | auto (best if kept, else final)."""
+    """The weight file of `run_dir` for `which` in best | final | ema | swa | checkpoint | auto (swa if the run
+    averaged, else best if kept, else final)."""
     run = Path(run_dir)
-    if which == 'auto': which = 'best' if (run/WEIGHTS['best']).exists() else 'final'
+    if which == 'auto': which = next(w for w in ('swa', 'best', 'final') if w == 'final' or (run/WEIGHTS[w]).exists())
     if which == 'checkpoint':
         ck = latest_checkpoint(run)
         if ck is None: raise FileNotFoundError(f'{run}: no checkpoint')
