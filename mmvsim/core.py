@@ -255,12 +255,20 @@ class RunFiles:
     STAGE_LOCK = '.stage.lock'             # held by the stage writing the run (readers share it)
 
 # %% ../nbs/00_core.ipynb #37a98347
+def _defaults(cfg: Config) -> dict:
+    """The default values of `cfg`'s fields, as `to_dict` writes them."""
+    none = dataclasses.MISSING
+    d = {f.name: f.default if f.default is not none else f.default_factory() for f in fields(cfg)
+         if f.default is not none or f.default_factory is not none}
+    return json.loads(json.dumps(d, default=_json_default))
+
 def claim_run(run_dir, cfg: Config, name=RunFiles.CONFIG):
-    """Save `cfg` in `run_dir`; if a run there saved a checkpoint, check `cfg` equals its config."""
+    """Save `cfg` in `run_dir`; if a run there saved a checkpoint, check `cfg` equals its config (a setting added
+    since that run was made counts as its default: what the run did)."""
     p = Path(run_dir)/name
     trained = (Path(run_dir)/RunFiles.LATEST).exists()
     if p.exists() and trained:
-        old, new = load_json(p), cfg.to_dict()
+        old, new = {**_defaults(cfg), **load_json(p)}, cfg.to_dict()
         diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         if diff:
             raise KitError(

@@ -13,17 +13,18 @@ import torch.nn as nn
 import torch.nn.functional as F
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import breadth_first_order, connected_components
-from ..core import KitError, RunFiles, load_json, save_json
+from ..core import KitError, RunFiles, load_json, runs_root, save_json
 from ..data.records import mod5_mask
 from ..data.datasets import PairDataset, collate_batch
 from ..model.encoder import VideoBert, bert_param_groups, count_parameters
 from ..training.core import read_metrics
 from ..training.loop import train
 from ..training.stage import (ENCODER_INPUTS, Inputs, StageConfig, build_encoder, claim_data, embed_rows,
-                                   load_run, pair_cosines, pair_metrics, rank_target, start_stage)
+                                   load_run, pair_cosines, pair_metrics, TARGETS, start_stage)
 
 # %% auto #0
-__all__ = ['SPLIT_METHODS', 'video_folds', 'split_pairs', 'valid_pairs', 'PairModel', 'FinetuneConfig', 'finetune']
+__all__ = ['SPLIT_METHODS', 'video_folds', 'split_pairs', 'valid_pairs', 'PairModel', 'FinetuneConfig', 'finetune',
+           'finetune_folds']
 
 # %% ../../nbs/09_stages.finetune.ipynb #4fac4fe7
 SPLIT_METHODS = ('mod5', 'strict', 'kfold', 'kfold-strict')
@@ -156,8 +157,8 @@ class FinetuneConfig(StageConfig):
     split: str = 'mod5'              # mod5 | strict | kfold | kfold-strict (see split_pairs)
     folds: int = 5                   # k of the k-fold splits
     fold: int = 0                    # the validation fold of the k-fold splits
-    target: str = 'rank'             # 'rank': rank-normalised label (the original) |
-                                     # 'raw': the label itself
+    target: str = 'rank'             # 'rank': rank-normalised label (the original) | 'bin': the
+                                     # label's level, evenly spaced | 'raw': the label itself
     epochs: int = 10                 # the original's
     lr_bert: float = 1e-5            # the original's, for weights that come from BERT
                                      # (or have BERT's names, from scratch)
@@ -171,8 +172,8 @@ class FinetuneConfig(StageConfig):
         super().validate()
         if self.split not in SPLIT_METHODS:
             raise KitError(f'split must be one of {SPLIT_METHODS} (got {self.split!r})')
-        if self.target not in ('rank', 'raw'):
-            raise KitError(f"target must be 'rank' or 'raw' (got {self.target!r})")
+        if self.target not in TARGETS:
+            raise KitError(f'target must be one of {list(TARGETS)} (got {self.target!r})')
         if self.split.startswith('kfold') and not (self.folds >= 2 and 0 <= self.fold < self.folds):
             raise KitError(f'{self.split} needs folds >= 2 and 0 <= fold < folds '
                              f'(got folds={self.folds}, fold={self.fold})')
@@ -195,11 +196,14 @@ class FinetuneConfig(StageConfig):
 
     def resolved(self) -> 'FinetuneConfig':
         """The config with its defaults filled in (store, tokenizer and run paths), checked."""
-        kind, where = self.start().split(':', 1)
-        tag = {'run': Path(where).name, 'bert': f'bert-{Path(where).name}', 'scratch': where}[kind]
         split = (self.split if self.split in ('mod5', 'strict')
                  else f'{self.split}{self.folds}f{self.fold}')
-        return self.with_paths(f'finetune-{tag}-{split}-s{self.seed}')
+        return self.with_paths(f'finetune-{self.tag()}-{split}-s{self.seed}')
+
+    def tag(self) -> str:
+        """The start in a run directory's name: the pretraining run's, `bert-<dir>` or the size."""
+        kind, where = self.start().split(':', 1)
+        return {'run': Path(where).name, 'bert': f'bert-{Path(where).name}', 'scratch': where}[kind]
 
 # %% ../../nbs/09_stages.finetune.ipynb #1886847c
 def _split(store, cfg: FinetuneConfig, run: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -211,7 +215,7 @@ def _split(store, cfg: FinetuneConfig, run: Path) -> tuple[pd.DataFrame, pd.Data
     tr, va = pairs.iloc[tr_idx], pairs.iloc[va_idx]
     claim_data(run, store, train=tr, valid=va)     # before anything is written
     save_json(info, run/RunFiles.SPLIT)
-    target = rank_target if cfg.target == 'rank' else (lambda y: np.asarray(y, np.float32))
+    target = TARGETS[cfg.target]
     return tr.assign(target=target(tr.similarity)), va.assign(target=target(va.similarity))
 
 def _validator(store, va: pd.DataFrame, inputs: Inputs, batch_size: int):
@@ -259,3 +263,12 @@ def finetune(cfg: FinetuneConfig, progress=True, stop_after=None, callbacks=()) 
             _predictions(run, va, embeddings, next(model.parameters()).device, progress)
         save_json(out, run/RunFiles.METRICS)
         return out
+
+# %% ../../nbs/09_stages.finetune.ipynb #f01d0002
+def finetune_folds(cfg: FinetuneConfig, progress=True, callbacks=()) -> tuple[Path, list[dict]]:
+    """Finetune every fold of `cfg`'s k-fold split into `<run_dir>/fold<i>`; returns that folder and the summaries."""
+    if not cfg.split.startswith('kfold'):
+        raise KitError(f"every fold needs split 'kfold' or 'kfold-strict' (got {cfg.split!r})")
+    base = Path(cfg.run_dir or runs_root()/f'finetune-{cfg.tag()}-{cfg.split}{cfg.folds}-s{cfg.seed}')
+    return base, [finetune(cfg.replace(fold=k, run_dir=str(base/f'fold{k}')), progress, callbacks=callbacks)
+                  for k in range(cfg.folds)]

@@ -5,6 +5,7 @@
 # %% ../../nbs/06b_training.callbacks.ipynb #f9f6ce6a
 from __future__ import annotations
 import math
+import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from ..core import KitError, RunFiles, progress_bar, save_json
 from .core import Callback, TrainConfig, check_finite, load_weights, save_weights

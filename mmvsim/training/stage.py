@@ -22,8 +22,9 @@ from .core import TrainConfig, latest_checkpoint, load_weights
 from ..model.tasks import weights_note
 
 # %% auto #0
-__all__ = ['ENCODER_INPUTS', 'WEIGHTS', 'StageConfig', 'Inputs', 'start_stage', 'claim_data', 'build_encoder', 'run_weights',
-           'load_run', 'embed_rows', 'rank_target', 'pair_cosines', 'cosine_metrics', 'pair_metrics']
+__all__ = ['ENCODER_INPUTS', 'WEIGHTS', 'TARGETS', 'StageConfig', 'Inputs', 'start_stage', 'claim_data', 'build_encoder',
+           'run_weights', 'load_run', 'embed_rows', 'rank_target', 'bin_target', 'pair_cosines', 'cosine_metrics',
+           'pair_metrics']
 
 # %% ../../nbs/07_training.stage.ipynb #d9d04691
 @dataclass
@@ -240,6 +241,15 @@ def rank_target(labels) -> np.ndarray:
     r = rankdata(np.asarray(labels, np.float64), 'average')
     span = r.max() - r.min() if len(r) else 0.0
     return (np.full(len(r), 0.5) if span == 0 else (r - r.min()) / span).astype(np.float32)
+
+def bin_target(labels) -> np.ndarray:
+    """Each label's level among the distinct labels, evenly spaced over [0, 1] (one level: 0.5), float32."""
+    y = np.asarray(labels, np.float64)
+    levels = np.unique(y)
+    k = np.searchsorted(levels, y)
+    return (np.full(len(y), 0.5) if len(levels) < 2 else k / (len(levels) - 1)).astype(np.float32)
+
+TARGETS = {'rank': rank_target, 'bin': bin_target, 'raw': lambda y: np.asarray(y, np.float32)}
 
 def pair_cosines(emb1, emb2) -> np.ndarray:
     """`(N,)` float64 cosine of each `emb1[i]`, `emb2[i]`."""
