@@ -15,10 +15,11 @@ from .data.records import pair_video_ids
 from .data.synth import SYNTH_PRESETS, generate, reference_table
 from .data.store import load_tokenizer, open_store
 from .stages.pretrain import PretrainConfig, pretrain
-from .stages.finetune import FinetuneConfig, finetune, valid_pairs
+from .stages.finetune import FinetuneConfig, finetune, finetune_folds, valid_pairs
+from .training.stage import WEIGHTS
 from .evaluation.submit import (
     embed_run, save_embeddings, load_embeddings, write_submission, score_submission, hidden_labels)
-from .evaluation.ensemble import ensemble, markdown_table, pair_scores
+from .evaluation.ensemble import average_members, ensemble, markdown_table, pair_scores
 from .experiments.grid import ensure_data
 from .experiments.runner import add_ablate_args, ablate
 from .evaluation.neighbors import INDEX_KINDS, build_index, neighbors
@@ -123,24 +124,41 @@ def _pretrain(a):
     keys = ('steps', 'videos', 'first', 'last', 'samples_per_s', 'run_time_s')
     print(json.dumps({k: out[k] for k in keys if k in out}, indent=1))
 
+_FT_KEYS = ('start', 'train_pairs', 'valid_pairs', 'dropped_pairs', 'best_spearman', 'best_mse', 'best_step',
+            'run_time_s')
+
+def _finetune_args(p):
+    add_config_args(p, FinetuneConfig)
+    p.add_argument('--all-folds', action='store_true',
+                   help='every fold of the kfold split, into <run-dir>/fold<i>, and their averaged embeddings')
+    p.add_argument('--embed', default='test_a', help='with --all-folds: the splits to embed (comma-separated)')
+
 def _finetune(a):
-    out = finetune(config_from_args(FinetuneConfig, a))
-    print(json.dumps({k: out[k] for k in ('start', 'train_pairs', 'valid_pairs', 'dropped_pairs',
-                                          'best_spearman', 'best_mse', 'best_step', 'run_time_s')
-                      if k in out}, indent=1))
+    cfg = config_from_args(FinetuneConfig, a)
+    if not a.all_folds:
+        out = finetune(cfg)
+        return print(json.dumps({k: out[k] for k in _FT_KEYS if k in out}, indent=1))
+    base, outs = finetune_folds(cfg)
+    c = cfg.resolved()
+    store = _open(c.data_dir, c.store_dir, c.tokenizer)
+    for s in a.embed.split(','):
+        members = [embed_run(base/f'fold{k}', store, s) for k in range(cfg.folds)]
+        for k, (ids, emb) in enumerate(members): save_embeddings(base/f'fold{k}'/f'{s}.npz', ids, emb)
+        print(f'{s}: {cfg.folds} folds averaged -> {save_embeddings(base/f"{s}.npz", *average_members(members))}')
+    print(json.dumps({'folds': [{k: o[k] for k in _FT_KEYS if k in o} for o in outs]}, indent=1))
 
 COMMANDS['pretrain'] = Command('pretrain a model (VTC/MLM/MFM/ITM/ITC)',
                                lambda p: add_config_args(p, PretrainConfig), _pretrain)
 COMMANDS['finetune'] = Command('finetune on the labelled pairs (cosine-MSE), '
                                'keeping the best validation Spearman',
-                               lambda p: add_config_args(p, FinetuneConfig), _finetune)
+                               _finetune_args, _finetune)
 
 # %% ../nbs/14_cli.ipynb #46ced666
 def _embed_args(p):
     p.add_argument('--run', required=True)
     p.add_argument('--which', default='auto',
-                   choices=['auto', 'best', 'final', 'ema', 'checkpoint'],
-                   help='auto: best when the run kept one, else final')
+                   choices=['auto', *WEIGHTS, 'checkpoint'],
+                   help='auto: swa when the run averaged, else best when it kept one, else final')
     p.add_argument('--data', default='data/demo')
     p.add_argument('--store', default='')
     p.add_argument('--split', default='test_a',

@@ -15,8 +15,8 @@ from .submit import as_embeddings, pair_vectors, write_submission
 from ..training.stage import pair_metrics
 
 # %% auto #0
-__all__ = ['align_members', 'normalise_weights', 'weighted_concat', 'blend', 'pair_scores', 'simplex_grid', 'choose_weights',
-           'markdown_table', 'ensemble']
+__all__ = ['align_members', 'average_members', 'normalise_weights', 'weighted_concat', 'blend', 'pair_scores', 'simplex_grid',
+           'choose_weights', 'markdown_table', 'ensemble']
 
 # %% ../../nbs/11_evaluation.ensemble.ipynb #4c5cc0ef
 def _named(members) -> tuple[list[str], list]:
@@ -44,6 +44,14 @@ def align_members(members) -> tuple[list[str], list[np.ndarray]]:
             order = np.array([pos[i] for i in ids])
         embs.append(me if order is None else me[order])
     return ids, embs
+
+# %% ../../nbs/11_evaluation.ensemble.ipynb #a7e00002
+def average_members(members) -> tuple[list[str], np.ndarray]:
+    """The aligned members' L2-normalised mean (each normalised first): one member of their width."""
+    ids, embs = align_members(members)
+    if len({e.shape[1] for e in embs}) > 1:
+        raise KitError(f'averaged members need one width (got {sorted({e.shape[1] for e in embs})})')
+    return ids, l2_normalise(np.mean([l2_normalise(np.asarray(e, np.float64)) for e in embs], 0)).astype(np.float32)
 
 # %% ../../nbs/11_evaluation.ensemble.ipynb #e1447392
 def normalise_weights(weights, n: int) -> np.ndarray:
