@@ -109,6 +109,19 @@ def test_finetune(tiny, rng):
     assert (tiny/'ft_again'/'valid_predictions.csv').read_text() == (tiny/'ft_ref'/'valid_predictions.csv').read_text()
 
 
+def test_finetune_tricks(tiny, rng):
+    """With PGD, the EMA and SWA on, a killed run resumes exactly too: the averages and their counts are saved."""
+    args = stage_args(tiny, '--model-size', 'tiny', '--split', 'kfold', '--folds', 4, '--epochs', 3, '--eval-every', 4,
+                      '--lr-bert', 1e-3, '--lr-new', 1e-3, '--adversarial', 'pgd', '--adv-steps', 2,
+                      '--ema-decay', 0.8, '--swa-last', 2)
+    t0 = time.monotonic()
+    run(['finetune', *args, '--run-dir', tiny/'trick_ref'])
+    killed_then_rerun(['finetune', *args, '--run-dir', tiny/'trick_again'], time.monotonic() - t0, rng)
+    for f in ('model.safetensors', 'best/model.safetensors', 'model_ema.safetensors', 'model_swa.safetensors'):
+        same_weights(tiny/'trick_again'/f, tiny/'trick_ref'/f)
+    assert log(tiny/'trick_again') == log(tiny/'trick_ref')
+
+
 def test_ensemble(tiny, rng):
     for k in ('a', 'b'):
         run(['finetune', *stage_args(tiny, '--model-size', 'tiny', '--max-steps', 2, '--seed', 1 if k == 'a' else 2),

@@ -15,6 +15,9 @@ NON_DEFAULT = dict(epochs=3, max_steps=7, batch_size=5, grad_accum=2, lr_bert=3e
                    compile=True, compile_mode='reduce-overhead', seed=4, shuffle=False, group_by_length=True,
                    num_workers=1, drop_last=False, find_unused_parameters=True, log_every=3, eval_every=2,
                    save_every=5, best_metric='mse', greater_is_better=False, plot=False)
+# the tricks, set together (adversarial training refuses `compile`, so these go without it); finetuning's own too
+TRICKS = dict(swa_last=2, adversarial='pgd', adv_eps=0.5, adv_steps=2, report_to='tensorboard', ema_decay=0.99)
+STAGE_TRICKS = {'pretrain': {}, 'finetune': {'target': 'bin'}}
 # settings a stage decides itself, with the reason
 EXCLUDED = {'pretrain': {'best_metric': 'pretraining has no validation to keep a best by (PretrainConfig refuses one)',
                          'greater_is_better': 'the direction of best_metric, which pretraining does not have'},
@@ -22,24 +25,33 @@ EXCLUDED = {'pretrain': {'best_metric': 'pretraining has no validation to keep a
 STAGES = {'pretrain': PretrainConfig, 'finetune': FinetuneConfig}
 
 
-def overrides(stage):
+def overrides(stage, tricks=False):
+    """Non-default values of the loop's settings (and with `tricks`, of the tricks' and the stage's own)."""
+    if tricks: return {**TRICKS, **STAGE_TRICKS[stage]}
     return {k: v for k, v in NON_DEFAULT.items() if k not in EXCLUDED[stage]}
+
+
+def settings_of(cfg, stage, tricks):
+    """The values `cfg` holds for the overridden names: the loop's through `train_config`, the stage's its own."""
+    tc = cfg.train_config()
+    return {k: getattr(tc if k in NON_DEFAULT or k in TRICKS else cfg, k) for k in overrides(stage, tricks)}
 
 
 def test_every_field_listed():
     names = {f.name for f in dataclasses.fields(TrainConfig)}
-    assert names == set(NON_DEFAULT), f'give a non-default value for {sorted(names - set(NON_DEFAULT))}'
+    given = set(NON_DEFAULT) | set(TRICKS)
+    assert names == given, f'give a non-default value for {sorted(names - given)}'
     for stage, cls in STAGES.items():
         assert set(EXCLUDED[stage]) <= names
         for k, v in NON_DEFAULT.items():
             assert v != getattr(cls, k, None) or k in EXCLUDED[stage], (stage, k)
 
 
+@pytest.mark.parametrize('tricks', [False, True])
 @pytest.mark.parametrize('stage', STAGES)
-def test_reachable_from_config(stage):
-    cfg = STAGES[stage](**overrides(stage), model_size='tiny')
-    tc = cfg.train_config()
-    for k, v in overrides(stage).items(): assert getattr(tc, k) == v, k
+def test_reachable_from_config(stage, tricks):
+    cfg = STAGES[stage](**overrides(stage, tricks), model_size='tiny')
+    assert settings_of(cfg, stage, tricks) == overrides(stage, tricks)
 
 
 def _argv(over):
@@ -50,15 +62,16 @@ def _argv(over):
     return out
 
 
+@pytest.mark.parametrize('tricks', [False, True])
 @pytest.mark.parametrize('stage', STAGES)
-def test_reachable_from_cli(stage):
-    a = parser().parse_args([stage, '--model-size', 'tiny', *_argv(overrides(stage))])
-    tc = config_from_args(STAGES[stage], a).train_config()
-    for k, v in overrides(stage).items(): assert getattr(tc, k) == v, k
+def test_reachable_from_cli(stage, tricks):
+    a = parser().parse_args([stage, '--model-size', 'tiny', *_argv(overrides(stage, tricks))])
+    assert settings_of(config_from_args(STAGES[stage], a), stage, tricks) == overrides(stage, tricks)
 
 
+@pytest.mark.parametrize('tricks', [False, True])
 @pytest.mark.parametrize('stage', STAGES)
-def test_reachable_from_notebook(stage):
+def test_reachable_from_notebook(stage, tricks):
     """The notebook's cells up to its config, with the overrides injected after the parameters as papermill does."""
     nb = json.loads((ROOT/f'nbs/experiments/{stage}.ipynb').read_text())
     cells = [c for c in nb['cells'] if c['cell_type'] == 'code']
@@ -67,10 +80,9 @@ def test_reachable_from_notebook(stage):
     j = next(k for k, s in enumerate(src) if 'from_params' in s)
     ns = {}
     exec(src[i], ns)
-    for k, v in overrides(stage).items(): ns[k] = v                   # papermill's injected cell
+    for k, v in overrides(stage, tricks).items(): ns[k] = v           # papermill's injected cell
     for s in src[i + 1:j + 1]: exec(s, ns)
-    tc = ns['cfg'].train_config()
-    for k, v in overrides(stage).items(): assert getattr(tc, k) == v, k
+    assert settings_of(ns['cfg'], stage, tricks) == overrides(stage, tricks)
 
 
 @pytest.mark.parametrize('name', ['pretrain', 'finetune', 'report'])
