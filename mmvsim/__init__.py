@@ -15,11 +15,13 @@ _NAMES = {   # name -> the module that defines it
     'VideoDataset': 'data.datasets', 'PairDataset': 'data.datasets', 'TextLayout': 'data.datasets',
     'VideoBert': 'model.encoder', 'ModelConfig': 'model.encoder', 'PretrainModel': 'model.tasks',
     'TrainConfig': 'training.core', 'Callback': 'training.core', 'train': 'training.loop',
-    'EMA': 'training.callbacks', 'KeepBest': 'training.callbacks', 'load_run': 'training.stage',
+    'EMA': 'training.callbacks', 'KeepBest': 'training.callbacks', 'SWA': 'training.callbacks',
+    'Adversarial': 'training.callbacks', 'Tracker': 'training.callbacks', 'load_run': 'training.stage',
     'pretrain': 'stages.pretrain', 'PretrainConfig': 'stages.pretrain',
-    'finetune': 'stages.finetune', 'FinetuneConfig': 'stages.finetune',
+    'finetune': 'stages.finetune', 'FinetuneConfig': 'stages.finetune', 'finetune_folds': 'stages.finetune',
+    'distill': 'stages.distill',
     'embed_run': 'evaluation.submit', 'write_submission': 'evaluation.submit',
-    'score_run': 'evaluation.submit', 'ensemble': 'evaluation.ensemble',
+    'score_run': 'evaluation.submit', 'ensemble': 'evaluation.ensemble', 'average_members': 'evaluation.ensemble',
     'build_index': 'evaluation.neighbors', 'neighbors': 'evaluation.neighbors',
 }
 

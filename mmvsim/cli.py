@@ -16,6 +16,7 @@ from .data.synth import SYNTH_PRESETS, generate, reference_table
 from .data.store import load_tokenizer, open_store
 from .stages.pretrain import PretrainConfig, pretrain
 from .stages.finetune import FinetuneConfig, finetune, finetune_folds, valid_pairs
+from .stages.distill import distill
 from .training.stage import WEIGHTS
 from .evaluation.submit import (
     embed_run, save_embeddings, load_embeddings, write_submission, score_submission, hidden_labels)
@@ -136,7 +137,7 @@ def _finetune_args(p):
 def _finetune(a):
     cfg = config_from_args(FinetuneConfig, a)
     if not a.all_folds:
-        out = finetune(cfg)
+        out = (distill if cfg.teacher else finetune)(cfg)
         return print(json.dumps({k: out[k] for k in _FT_KEYS if k in out}, indent=1))
     base, outs = finetune_folds(cfg)
     c = cfg.resolved()

@@ -216,7 +216,8 @@ def _text_batch(store, rows, L: int, layout: TextLayout):
 
 # %% ../../nbs/03b_data.datasets.ipynb #76927cd4
 class PairDataset(Dataset):
-    """Labelled pairs of store videos: batches `{'video1', 'video2', 'label'}`; an item is a one-pair batch."""
+    """Labelled pairs of store videos: batches `{'video1', 'video2', 'label'}` (and `'weight'` when the pairs have a
+    `weight` column); an item is a one-pair batch."""
     def __init__(self, store: Store, pairs: pd.DataFrame, max_frames: int = 32,
                  max_text_len: int = 36, text: str = 'title', padding: str = 'max'):
         self.videos, self.padding = (VideoDataset(store, [], max_frames, max_text_len, text),
@@ -228,11 +229,13 @@ class PairDataset(Dataset):
         self.rows = np.stack([r1, r2], 1).astype(np.int64)   # (P, 2)
         self.labels = (pairs['target' if 'target' in pairs.columns else 'similarity']
                        .to_numpy(np.float32))
+        self.weights = pairs.weight.to_numpy(np.float32) if 'weight' in pairs.columns else None
     def __len__(self): return len(self.rows)
     def __getitem__(self, i):
-        return {'video1': {k: v[0] for k, v in self.videos.inputs(self.rows[[i], 0]).items()},
+        item = {'video1': {k: v[0] for k, v in self.videos.inputs(self.rows[[i], 0]).items()},
                 'video2': {k: v[0] for k, v in self.videos.inputs(self.rows[[i], 1]).items()},
                 'label': torch.tensor(self.labels[i])}
+        return item if self.weights is None else {**item, 'weight': torch.tensor(self.weights[i])}
     def __getitems__(self, idx): return self.batch(idx)
 
     def batch(self, idx) -> dict:
@@ -240,7 +243,8 @@ class PairDataset(Dataset):
         idx = np.asarray(idx, np.int64)
         v1, v2 = self.videos.inputs(self.rows[idx, 0]), self.videos.inputs(self.rows[idx, 1])
         if self.padding == 'longest': v1, v2 = trim_padding(v1, v2)
-        return dict(video1=v1, video2=v2, label=torch.from_numpy(self.labels[idx]))
+        out = dict(video1=v1, video2=v2, label=torch.from_numpy(self.labels[idx]))
+        return out if self.weights is None else {**out, 'weight': torch.from_numpy(self.weights[idx])}
 
     def lengths(self) -> np.ndarray:
         """`(P, 2)`: per pair, the frames and the text positions a batch of it is padded to (its videos' longest)."""

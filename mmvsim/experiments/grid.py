@@ -226,21 +226,34 @@ def _finetune_job(grid: Grid, row: dict, pre: Job | None, seed: int) -> Job:
     return job
 
 # %% ../../nbs/13a_experiments.grid.ipynb #c88359d7
+def _teacher(grid: Grid, r: dict, made: dict, tname: str) -> tuple[dict, list]:
+    """A row whose finetuning `teacher` is `row:<name>`: that earlier row's runs (all seeds) as the teacher."""
+    t = (r.get('finetune') or {}).get('teacher', '')
+    if not (isinstance(t, str) and t.startswith('row:')): return r, []
+    if (tname, t[4:]) not in made:
+        raise KitError(f'teacher {t!r}: no row {t[4:]!r} before this one in table {tname!r}')
+    jobs = made[(tname, t[4:])]
+    return {**r, 'finetune': {**r['finetune'], 'teacher': ','.join(str(grid.runs/j.name) for j in jobs)}}, jobs
+
 def plan_grid(grid: Grid) -> list[Job]:
     """Every run of the grid, each once, pretraining runs first."""
-    pre, ft = {}, {}
+    pre, ft, made = {}, {}, {}
     for tname, t in grid.tables.items():
         for row, r in t['rows'].items():
             scratch = 'pretrain' in r and r['pretrain'] is None
             over = r.get('pretrain') or {}
             try:
+                r, teachers = _teacher(grid, r, made, tname)
                 starts = ([None] if scratch else
                           [_pretrain_job(grid, over, s) for s in grid.pretrain_seeds])
                 for pj in starts:
                     if pj is not None: pj = pre.setdefault(pj.name, pj)
                     for seed in grid.seeds_of(None if pj is None else pj.params['seed']):
                         j = _finetune_job(grid, r, pj, seed)
-                        ft.setdefault(j.name, j).rows.append((tname, row, seed))
+                        j.deps += [tj.name for tj in teachers]
+                        j = ft.setdefault(j.name, j)
+                        j.rows.append((tname, row, seed))
+                        made.setdefault((tname, row), []).append(j)
             except DataError: raise
             except KitError as e:   # a value of the row's (or the base) settings refused
                 raise DataError(grid.path, str(e), f'table {tname!r} row {row!r}') from None

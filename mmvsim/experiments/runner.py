@@ -117,8 +117,9 @@ class Scheduler:
             bad = [d for d in j.deps if d in self.failed]
             if bad:
                 self.pending.remove(j)
-                self._fail(j.name, f'pretraining run {bad[0]} failed')
-                _log(f'FAILED {j.name}: its pretraining run failed')
+                kind = 'pretraining' if bad[0].startswith('pre-') else 'teacher'
+                self._fail(j.name, f'{kind} run {bad[0]} failed')
+                _log(f'FAILED {j.name}: its {kind} run failed')
             elif len(self.running) < self.jobs and all(d in self.done for d in j.deps):
                 self.pending.remove(j)
                 slot = min(set(range(self.jobs)) - {s for _, s, _ in self.running.values()})

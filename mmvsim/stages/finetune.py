@@ -4,13 +4,13 @@
 
 # %% ../../nbs/09_stages.finetune.ipynb #cc1bffe3
 from __future__ import annotations
+import math
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import breadth_first_order, connected_components
 from ..core import KitError, RunFiles, load_json, runs_root, save_json
@@ -141,7 +141,11 @@ class PairModel(nn.Module):
         return (e1 * e2).sum(-1)                                                    # (B,)
 
     def forward(self, batch) -> dict:
-        return {'loss': F.mse_loss(self.cosine(batch), batch['label'].float())}
+        """The MSE of the pairs' cosines to their labels (weighted by `batch['weight']` when given)."""
+        err = (self.cosine(batch) - batch['label'].float()) ** 2                     # (B,)
+        if 'weight' not in batch: return {'loss': err.mean()}
+        w = batch['weight'].float()                                                 # (B,)
+        return {'loss': (w * err).sum() / w.sum()}
 
     def param_groups(self, lr_bert, lr_new, weight_decay=0.01):
         """AdamW groups: the encoder's BERT weights at `lr_bert`, the rest at `lr_new`."""
@@ -166,6 +170,10 @@ class FinetuneConfig(StageConfig):
     best_metric: str = 'spearman'    # the validation metric whose best weights are kept:
                                      # spearman | mse
     eval_batch_size: int = 256       # videos per batch when embedding the validation videos
+    teacher: str = ''                # distillation (`mmvsim.distill`): finetuned runs and/or .npz
+                                     # embeddings (comma-separated, averaged) that label new pairs
+    pseudo_pairs: int = 0            # pseudo-labelled pairs to add; 0 = as many as the training pairs
+    pseudo_weight: float = 0.5       # a pseudo pair's weight in the loss (a labelled pair's: 1)
 
     def validate(self):
         """`StageConfig`'s checks plus the split, fold, target and kept metric."""
@@ -181,6 +189,9 @@ class FinetuneConfig(StageConfig):
             raise KitError(f'best_metric must be spearman (greater_is_better) '
                              f'or mse (not greater_is_better), got {self.best_metric!r} '
                              f'with greater_is_better={self.greater_is_better}')
+        if self.pseudo_pairs < 0: raise KitError(f'pseudo_pairs must be >= 0 (got {self.pseudo_pairs})')
+        if not 0 < self.pseudo_weight < math.inf:
+            raise KitError(f'pseudo_weight must be > 0 and finite (got {self.pseudo_weight})')
         if self.eval_batch_size < 1:
             raise KitError(f'eval_batch_size must be >= 1 (got {self.eval_batch_size})')
 
@@ -206,17 +217,21 @@ class FinetuneConfig(StageConfig):
         return {'run': Path(where).name, 'bert': f'bert-{Path(where).name}', 'scratch': where}[kind]
 
 # %% ../../nbs/09_stages.finetune.ipynb #1886847c
-def _split(store, cfg: FinetuneConfig, run: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The training and validation pairs with their `target` column; the split's record goes to `split.json`."""
+def _split(store, cfg: FinetuneConfig, run: Path, extra=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The training (and `extra`) and validation pairs with their `target` column; the split's record goes to
+    `split.json`."""
     pairs = store.pairs()
     if not len(pairs): raise KitError(f'{cfg.store_dir}: no labelled pairs to finetune on')
     tr_idx, va_idx, info = split_pairs(pairs, cfg.split, cfg.folds, cfg.fold, cfg.seed)
     if not len(va_idx): raise KitError(f'split {cfg.split!r} leaves no validation pair')
     tr, va = pairs.iloc[tr_idx], pairs.iloc[va_idx]
-    claim_data(run, store, train=tr, valid=va)     # before anything is written
+    claim_data(run, store, train=tr, valid=va,     # before anything is written
+               **({} if extra is None else {'pseudo': extra}))
     save_json(info, run/RunFiles.SPLIT)
     target = TARGETS[cfg.target]
-    return tr.assign(target=target(tr.similarity)), va.assign(target=target(va.similarity))
+    tr, va = tr.assign(target=target(tr.similarity)), va.assign(target=target(va.similarity))
+    if extra is not None: tr = pd.concat([tr.assign(weight=1.0), extra], ignore_index=True)
+    return tr, va
 
 def _validator(store, va: pd.DataFrame, inputs: Inputs, batch_size: int):
     """`eval_fn(pair_model) -> metrics` and `embeddings(encoder) -> (e1, e2)` of the validation pairs."""
@@ -239,10 +254,14 @@ def _predictions(run: Path, va: pd.DataFrame, embeddings, device, progress) -> p
     out.to_csv(run/RunFiles.VALID_PREDICTIONS, index=False)
     return out
 
-def finetune(cfg: FinetuneConfig, progress=True, stop_after=None, callbacks=()) -> dict:
-    """Run the finetuning stage; returns its summary (also saved as `metrics.json` in the run directory)."""
+def finetune(cfg: FinetuneConfig, progress=True, stop_after=None, callbacks=(), extra_pairs=None) -> dict:
+    """Run the finetuning stage (`extra_pairs`: more training pairs with `target` and `weight`, e.g. a teacher's);
+    returns its summary (also saved as `metrics.json` in the run directory)."""
+    if cfg.teacher and extra_pairs is None:
+        raise KitError("a teacher's pairs are drawn by mmvsim.distill(cfg), which then finetunes "
+                       '(mmvsim finetune and the finetuning notebook call it when teacher is set)')
     with start_stage(cfg, progress) as (cfg, run, store):
-        tr, va = _split(store, cfg, run)
+        tr, va = _split(store, cfg, run, extra_pairs)
         ds = PairDataset(store, tr, cfg.max_frames, cfg.max_text_len, cfg.text, cfg.padding)
         model = build_encoder(cfg.start(), store.vocab_size, cfg.max_frames, store)
         model.cfg.save(run/RunFiles.MODEL_CONFIG)
@@ -253,6 +272,7 @@ def finetune(cfg: FinetuneConfig, progress=True, stop_after=None, callbacks=()) 
         at_best = next((r for r in read_metrics(run)
                         if r['step'] == summary['best_step'] and 'eval_mse' in r), {})
         out = dict(start=cfg.start(), split=cfg.split, train_pairs=len(tr), valid_pairs=len(va),
+                   pseudo_pairs=0 if extra_pairs is None else len(extra_pairs),
                    dropped_pairs=load_json(run/RunFiles.SPLIT)['dropped'],
                    best_spearman=summary['best'], best_mse=at_best.get('eval_mse'),
                    best_step=summary['best_step'], final_spearman=ev.get('spearman'),
