@@ -278,9 +278,18 @@ def claim_run(run_dir, cfg: Config, name=RunFiles.CONFIG):
     else: cfg.save(p)
 
 # %% ../nbs/00_core.ipynb #a1c0ffe1
-def stage_lock(run_dir, shared: bool = False, wait: float = 0.0):
-    """The lock a stage holds on `run_dir` while it writes it (`shared`: while a reader reads it)."""
+@contextmanager
+def _member(path: Path):
+    """Write under a lock this process's group holds (a distributed run's other processes): it may read its run."""
+    _WRITING.add(path.resolve())
+    try: yield
+    finally: _WRITING.discard(path.resolve())
+
+def stage_lock(run_dir, shared: bool = False, wait: float = 0.0, member: bool = False):
+    """The lock a stage holds on `run_dir` while it writes it (`shared`: while a reader reads it; `member`: a
+    process of a distributed run whose first process holds it)."""
     run = Path(run_dir)
+    if member: return _member(run/RunFiles.STAGE_LOCK)
     return file_lock(run/RunFiles.STAGE_LOCK, wait, f'run {run}', shared)
 
 # %% ../nbs/00_core.ipynb #b54fb937

@@ -5,7 +5,7 @@
 # %% ../../nbs/07_training.stage.ipynb #3428577f
 from __future__ import annotations
 import hashlib, json, os, warnings
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 import numpy as np
@@ -108,7 +108,7 @@ def start_stage(cfg: StageConfig, progress=True):
     cfg = cfg.resolved()
     run = Path(cfg.run_dir)
     run.mkdir(parents=True, exist_ok=True)
-    with stage_lock(run) if os.environ.get('RANK', '0') == '0' else nullcontext():
+    with stage_lock(run, member=os.environ.get('RANK', '0') != '0'):   # a distributed run: the first locks
         claim_run(run, cfg)
         set_seed(cfg.seed)
         store = open_store(cfg.data_dir, cfg.store_dir, load_tokenizer(cfg.tokenizer),
