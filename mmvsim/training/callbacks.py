@@ -107,6 +107,10 @@ def _unit(g: torch.Tensor) -> torch.Tensor:
     n = g.norm()
     return g / n if torch.isfinite(n) and n > 0 else torch.zeros_like(g)
 
+def _grad(p: torch.Tensor) -> torch.Tensor:
+    """`p`'s gradient (zeros when it has none, e.g. a frozen embedding)."""
+    return p.grad if p.grad is not None else torch.zeros_like(p)
+
 def _within(d: torch.Tensor, eps: float) -> torch.Tensor:
     """`d` projected onto the L2 ball of radius `eps`."""
     n = d.norm()
@@ -136,7 +140,7 @@ class Adversarial(Callback):
         self.g0 = None if self.p.grad is None else self.p.grad.clone()   # the earlier micro-batches' part
 
     def after_backward(self, r, st):
-        gp = self.p.grad if self.g0 is None else self.p.grad - self.g0             # this micro-batch's
+        gp = _grad(self.p) if self.g0 is None else _grad(self.p) - self.g0        # this micro-batch's
         gx, keep = self.x.grad, self.p.detach().clone()
         params = [q for q in r.raw.parameters() if q.grad is not None]
         clean = [q.grad.clone() for q in params] if self.steps > 1 else None
@@ -150,7 +154,7 @@ class Adversarial(Callback):
                 for q, g in zip(params, clean): q.grad = g.clone() if t == self.steps - 1 else None
             out = r.fwd(r.batch)
             r.acc.backward(out['loss'])
-            gp, gx = self.p.grad, self.x.grad
+            gp, gx = _grad(self.p), self.x.grad
         with torch.no_grad(): self.p.copy_(keep)
         self.delta = None
         r.out['adv_loss'] = out['loss'].detach()
