@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEMO_DATA ?= data/demo
 DEMO_STORE ?= data/demo_store
 
-.PHONY: venv demo test check lint nbtest pytest browser lab export clean bench ablations
+.PHONY: venv demo test check lint nbtest pytest browser lab export clean bench ablations tricks
 
 # Create the virtual environment from the pinned requirements when it is missing or stale.
 $(STAMP): requirements.txt setup.py settings.ini
@@ -61,6 +61,10 @@ lab: $(STAMP)
 # The CPU ablation grid (71 minutes on 2 cores; not part of `make test`); rerun to finish what is missing.
 ablations: $(STAMP)
 	$(BIN)/mmvsim ablate nbs/experiments/grids/cpu.yaml
+
+# The tricks grid: FGM, PGD, EMA, SWA, distillation and label treatments against the recipe (about an hour on 2 cores).
+tricks: $(STAMP)
+	$(BIN)/mmvsim ablate nbs/experiments/grids/tricks.yaml
 
 # The benchmark: training loop against a plain PyTorch loop, data, padding, inference, scale (under 15 min on 2 cores).
 bench: $(STAMP)
