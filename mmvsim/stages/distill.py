@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 import numpy as np
 import pandas as pd
-from ..core import KitError, load_json, save_json, stage_lock
+from ..core import KitError, atomic_write, load_json, save_json, stage_lock
 from ..data.store import load_tokenizer, open_store
 from ..training.stage import TARGETS, pair_cosines
 from .finetune import FinetuneConfig, finetune, split_pairs
@@ -72,9 +72,8 @@ def distill(cfg: FinetuneConfig, progress=True, stop_after=None, callbacks=()) -
             ids, emb = teacher_embeddings(cfg.teacher, store, progress)
             targets = TARGETS[cfg.target](store.pairs().similarity.to_numpy()[tr])
             ps = draw_pseudo_pairs(ids, emb, targets, n, seed=cfg.seed)
-            run.mkdir(parents=True, exist_ok=True)
-            ps.to_csv(run/PSEUDO, index=False)
-            save_json(info, run/PSEUDO_INFO)
+            with atomic_write(run/PSEUDO, 'w') as f: ps.to_csv(f, index=False)
+            save_json(info, run/PSEUDO_INFO)          # last: the pairs are complete when it names them
     ps = pd.read_csv(run/PSEUDO, dtype={'id1': str, 'id2': str})
     extra = ps.assign(row1=store.rows_of(ps.id1), row2=store.rows_of(ps.id2), target=ps.similarity.astype('float32'),
                       weight=cfg.pseudo_weight)
