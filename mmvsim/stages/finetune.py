@@ -5,6 +5,7 @@
 # %% ../../nbs/09_stages.finetune.ipynb #cc1bffe3
 from __future__ import annotations
 import math
+from functools import partial
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
@@ -19,8 +20,9 @@ from ..data.datasets import PairDataset, collate_batch
 from ..model.encoder import VideoBert, bert_param_groups, count_parameters
 from ..training.core import read_metrics
 from ..training.loop import train
-from ..training.stage import (ENCODER_INPUTS, Inputs, StageConfig, build_encoder, claim_data, embed_rows,
-                                   load_run, pair_cosines, pair_metrics, TARGETS, start_stage)
+from ..training.stage import (ENCODER_INPUTS, Inputs, StageConfig, TARGETS, bin_target, build_encoder, claim_data,
+                                   cosine_metrics, embed_rows, load_run, pair_cosines, pair_metrics, run_weights,
+                                   start_stage)
 
 # %% auto #0
 __all__ = ['SPLIT_METHODS', 'video_folds', 'split_pairs', 'valid_pairs', 'PairModel', 'FinetuneConfig', 'finetune',
@@ -228,7 +230,8 @@ def _split(store, cfg: FinetuneConfig, run: Path, extra=None) -> tuple[pd.DataFr
     claim_data(run, store, train=tr, valid=va,     # before anything is written
                **({} if extra is None else {'pseudo': extra}))
     save_json(info, run/RunFiles.SPLIT)
-    target = TARGETS[cfg.target]
+    target = (partial(bin_target, levels=pairs.similarity) if cfg.target == 'bin'   # one mapping for every pair
+              else TARGETS[cfg.target])
     tr, va = tr.assign(target=target(tr.similarity)), va.assign(target=target(va.similarity))
     if extra is not None: tr = pd.concat([tr.assign(weight=1.0), extra], ignore_index=True)
     return tr, va
@@ -245,8 +248,9 @@ def _validator(store, va: pd.DataFrame, inputs: Inputs, batch_size: int):
 
 # %% ../../nbs/09_stages.finetune.ipynb #bcea4a81
 def _predictions(run: Path, va: pd.DataFrame, embeddings, device, progress) -> pd.DataFrame:
-    """`valid_predictions.csv`: the validation pairs' labels, targets and cosines under the best weights."""
-    best, _ = load_run(run, 'best')
+    """`valid_predictions.csv`: the validation pairs' labels, targets and cosines under the weights the run is used
+    with (`load_run`'s 'auto': SWA when it averaged, else the best, else the final weights)."""
+    best, _ = load_run(run, 'auto')
     cos = pair_cosines(*embeddings(best.to(device), progress))
     out = pd.DataFrame(dict(id1=va.id1.to_numpy(), id2=va.id2.to_numpy(),
                             label=va.similarity.to_numpy(), target=va.target.to_numpy(),
@@ -280,7 +284,9 @@ def finetune(cfg: FinetuneConfig, progress=True, stop_after=None, callbacks=(), 
                    last_loss=log[-1]['loss'] if log else None, parameters=count_parameters(model))
         out |= {k: v for k, v in summary.items() if k not in out}
         if not summary['stopped'] and (run/RunFiles.BEST_WEIGHTS).exists():
-            _predictions(run, va, embeddings, next(model.parameters()).device, progress)
+            pred = _predictions(run, va, embeddings, next(model.parameters()).device, progress)
+            out['predicted_with'] = run_weights(run).name             # the weights `embed` uses by default
+            out['valid_spearman'] = cosine_metrics(pred.cosine, pred.target)['spearman']
         save_json(out, run/RunFiles.METRICS)
         return out
 

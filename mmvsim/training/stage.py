@@ -242,10 +242,10 @@ def rank_target(labels) -> np.ndarray:
     span = r.max() - r.min() if len(r) else 0.0
     return (np.full(len(r), 0.5) if span == 0 else (r - r.min()) / span).astype(np.float32)
 
-def bin_target(labels) -> np.ndarray:
-    """Each label's level among the distinct labels, evenly spaced over [0, 1] (one level: 0.5), float32."""
+def bin_target(labels, levels=None) -> np.ndarray:
+    """Each label's level among `levels` (default: the distinct labels), evenly spaced over [0, 1] (one level: 0.5)."""
     y = np.asarray(labels, np.float64)
-    levels = np.unique(y)
+    levels = np.unique(y if levels is None else levels)
     k = np.searchsorted(levels, y)
     return (np.full(len(y), 0.5) if len(levels) < 2 else k / (len(levels) - 1)).astype(np.float32)
 
