@@ -135,6 +135,8 @@ _SHAPES = {'name': (str, 'text'), 'runs': (str, 'a folder'), 'data': (dict, 'a m
            'test_splits': (list, 'a list of splits'), 'threads': (int, 'an integer'), 'jobs': (int, 'an integer'),
            'gpu_samples_per_s': ((int, float), 'a number')}
 
+_DATA_KEYS = {'dir': str, 'preset': str, 'seed': int, 'videos': int, 'pairs': int}
+
 def _check_shape(path, g: dict):
     """Refuse a top-level value of the wrong kind (a string for a mapping, a word for a number), naming it."""
     for k, (kind, what) in _SHAPES.items():
@@ -142,8 +144,10 @@ def _check_shape(path, g: dict):
         if v is not None and (not isinstance(v, kind) or isinstance(v, bool)):
             raise DataError(path, f'{k} must be {what} (got {v!r})')
     if 'dir' not in g['data']: raise DataError(path, "data needs a 'dir': the data set's folder")
+    bad = set(g['data']) - set(_DATA_KEYS)
+    if bad: raise DataError(path, f'unknown keys {sorted(bad)}; data has {list(_DATA_KEYS)}', 'data')
     for k, v in g['data'].items():
-        want = {'dir': str, 'preset': str}.get(k, int)        # seed, videos, pairs: whole numbers
+        want = _DATA_KEYS[k]
         if not isinstance(v, want) or isinstance(v, bool):
             raise DataError(path, f"{k} must be {'text' if want is str else 'a whole number'} (got {v!r})", 'data')
     bad = [s for s in g.get('test_splits', []) if s not in SPLITS[2:]]

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 from ..core import KitError, atomic_write, load_json, save_json, stage_lock
 from ..data.store import load_tokenizer, open_store
-from ..training.stage import TARGETS, pair_cosines
-from .finetune import FinetuneConfig, finetune, split_pairs
+from ..training.stage import pair_cosines
+from .finetune import FinetuneConfig, finetune, split_pairs, target_of
 from ..evaluation.submit import as_embeddings, embed_run
 from ..evaluation.ensemble import average_members
 from ..evaluation.neighbors import build_index, neighbors
@@ -52,9 +52,7 @@ def teacher_embeddings(teacher: str, store, progress=True) -> tuple[list[str], n
         if not keep: raise KitError(f'{part}: the teacher holds none of the {len(pointwise)} pointwise videos')
         members.append(([str(ids[k]) for k in keep], np.asarray(emb)[keep]))
     if not members: raise KitError('teacher names no run or embedding file')
-    common = set.intersection(*(set(i) for i, _ in members))
-    return average_members([([i for i in ids if i in common],
-                             emb[[k for k, i in enumerate(ids) if i in common]]) for ids, emb in members])
+    return average_members(members)            # refuses members that hold other videos
 
 # %% ../../nbs/12b_stages.distill.ipynb #d1000010
 PSEUDO, PSEUDO_INFO = 'pseudo_pairs.csv', 'pseudo.json'      # in the run directory
@@ -70,7 +68,8 @@ def distill(cfg: FinetuneConfig, progress=True, stop_after=None, callbacks=()) -
     with stage_lock(run):
         if not ((run/PSEUDO).exists() and (run/PSEUDO_INFO).exists() and load_json(run/PSEUDO_INFO) == info):
             ids, emb = teacher_embeddings(cfg.teacher, store, progress)
-            targets = TARGETS[cfg.target](store.pairs().similarity.to_numpy()[tr])
+            pairs = store.pairs()
+            targets = target_of(cfg.target, pairs)(pairs.similarity.to_numpy()[tr])
             ps = draw_pseudo_pairs(ids, emb, targets, n, seed=cfg.seed)
             with atomic_write(run/PSEUDO, 'w') as f: ps.to_csv(f, index=False)
             save_json(info, run/PSEUDO_INFO)          # last: the pairs are complete when it names them

@@ -25,7 +25,7 @@ from ..training.stage import (ENCODER_INPUTS, Inputs, StageConfig, TARGETS, bin_
                                    start_stage)
 
 # %% auto #0
-__all__ = ['SPLIT_METHODS', 'video_folds', 'split_pairs', 'valid_pairs', 'PairModel', 'FinetuneConfig', 'finetune',
+__all__ = ['SPLIT_METHODS', 'video_folds', 'split_pairs', 'valid_pairs', 'PairModel', 'FinetuneConfig', 'target_of', 'finetune',
            'finetune_folds']
 
 # %% ../../nbs/09_stages.finetune.ipynb #4fac4fe7
@@ -219,6 +219,11 @@ class FinetuneConfig(StageConfig):
         return {'run': Path(where).name, 'bert': f'bert-{Path(where).name}', 'scratch': where}[kind]
 
 # %% ../../nbs/09_stages.finetune.ipynb #1886847c
+def target_of(name: str, pairs: pd.DataFrame):
+    """The label treatment `name` for pairs of the labelled table `pairs` (`bin`: by the whole table's levels, so
+    that every subset of it maps alike)."""
+    return partial(bin_target, levels=pairs.similarity) if name == 'bin' else TARGETS[name]
+
 def _split(store, cfg: FinetuneConfig, run: Path, extra=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The training (and `extra`) and validation pairs with their `target` column; the split's record goes to
     `split.json`."""
@@ -230,8 +235,7 @@ def _split(store, cfg: FinetuneConfig, run: Path, extra=None) -> tuple[pd.DataFr
     claim_data(run, store, train=tr, valid=va,     # before anything is written
                **({} if extra is None else {'pseudo': extra}))
     save_json(info, run/RunFiles.SPLIT)
-    target = (partial(bin_target, levels=pairs.similarity) if cfg.target == 'bin'   # one mapping for every pair
-              else TARGETS[cfg.target])
+    target = target_of(cfg.target, pairs)
     tr, va = tr.assign(target=target(tr.similarity)), va.assign(target=target(va.similarity))
     if extra is not None: tr = pd.concat([tr.assign(weight=1.0), extra], ignore_index=True)
     return tr, va

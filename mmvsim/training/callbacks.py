@@ -39,52 +39,24 @@ class ProgressBar(Callback):
 
 
 # %% ../../nbs/06b_training.callbacks.ipynb #6ebf2d6f
-class EMA(Callback):
-    """An exponential moving average of the weights, folded in after each optimizer step: evaluation and the best
-    weights see it; a checkpoint keeps it as `ema.safetensors`, the end as `model_ema.safetensors`."""
-    FILE = 'ema.safetensors'                       # in a checkpoint folder
+class _Average(Callback):
+    """An `AveragedModel` of the weights folded in by `due` steps: kept in a checkpoint as `FILE`, written at the
+    end as `OUT` (not when the run was only paused)."""
+    FILE = OUT = ''
 
-    def __init__(self, decay: float): self.decay, self.avg = decay, None
-
+    def __init__(self): self.avg = None
+    def _make(self, r) -> AveragedModel: return AveragedModel(r.raw, use_buffers=False)
     def _average(self, r) -> AveragedModel:
-        if self.avg is None:
-            self.avg = AveragedModel(r.raw, multi_avg_fn=get_ema_multi_avg_fn(self.decay),
-                                     use_buffers=False)
+        if self.avg is None: self.avg = self._make(r)
         return self.avg
-
-    def load_files(self, r, folder): load_weights(self._average(r), folder/self.FILE)
-    def before_fit(self, r, st): r.eval_model = self._average(r).module
+    def due(self, r, st) -> bool: return True
 
     def after_step(self, r, st):
+        if not self.due(r, st): return
         avg = self._average(r)
         avg.update_parameters(r.raw)
         for b, b0 in zip(avg.module.buffers(), r.raw.buffers()):   # e.g. BatchNorm statistics
             b.copy_(b0)
-
-    def save_files(self, r, folder): save_weights(self._average(r), folder/self.FILE)
-    def after_fit(self, r, st):
-        if r.acc.is_main_process and not r.paused:
-            save_weights(self._average(r).module, r.run_dir/RunFiles.EMA_WEIGHTS)
-
-
-# %% ../../nbs/06b_training.callbacks.ipynb #a5a00002
-class SWA(Callback):
-    """The equal mean of the weights at the ends of the last `k` epochs: kept in a checkpoint as `swa.safetensors`,
-    written at the end as `model_swa.safetensors`."""
-    FILE = 'swa.safetensors'                       # in a checkpoint folder
-
-    def __init__(self, k: int): self.k, self.avg = k, None
-
-    def _average(self, r) -> AveragedModel:
-        if self.avg is None: self.avg = AveragedModel(r.raw, use_buffers=False)
-        return self.avg
-
-    def after_step(self, r, st):
-        last = math.ceil(r.total / r.steps_per_epoch) - 1        # the run's last epoch
-        if (st.batch_in_epoch >= len(r.dl) or st.step >= r.total) and st.epoch > last - self.k:
-            avg = self._average(r)
-            avg.update_parameters(r.raw)
-            for b, b0 in zip(avg.module.buffers(), r.raw.buffers()): b.copy_(b0)
 
     def load_files(self, r, folder):
         if (folder/self.FILE).exists(): load_weights(self._average(r), folder/self.FILE)
@@ -92,7 +64,32 @@ class SWA(Callback):
         if self.avg is not None: save_weights(self.avg, folder/self.FILE)
     def after_fit(self, r, st):
         if r.acc.is_main_process and not r.paused and self.avg is not None:
-            save_weights(self.avg.module, r.run_dir/RunFiles.SWA_WEIGHTS)
+            save_weights(self.avg.module, r.run_dir/self.OUT)
+
+class EMA(_Average):
+    """An exponential moving average of the weights, folded in after each optimizer step: evaluation and the best
+    weights see it; a checkpoint keeps it as `ema.safetensors`, the end as `model_ema.safetensors`."""
+    FILE, OUT = 'ema.safetensors', RunFiles.EMA_WEIGHTS
+
+    def __init__(self, decay: float):
+        super().__init__()
+        self.decay = decay
+    def _make(self, r) -> AveragedModel:
+        return AveragedModel(r.raw, multi_avg_fn=get_ema_multi_avg_fn(self.decay), use_buffers=False)
+    def before_fit(self, r, st): r.eval_model = self._average(r).module
+
+# %% ../../nbs/06b_training.callbacks.ipynb #a5a00002
+class SWA(_Average):
+    """The equal mean of the weights at the ends of the last `k` epochs: kept in a checkpoint as `swa.safetensors`,
+    written at the end as `model_swa.safetensors`."""
+    FILE, OUT = 'swa.safetensors', RunFiles.SWA_WEIGHTS
+
+    def __init__(self, k: int):
+        super().__init__()
+        self.k = k
+    def due(self, r, st) -> bool:
+        last = math.ceil(r.total / r.steps_per_epoch) - 1        # the run's last epoch
+        return (st.batch_in_epoch >= len(r.dl) or st.step >= r.total) and st.epoch > last - self.k
 
 # %% ../../nbs/06b_training.callbacks.ipynb #ad500002
 def _named(items, suffix: str, what: str):
