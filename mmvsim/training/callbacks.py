@@ -60,10 +60,10 @@ class _Average(Callback):
 
     def load_files(self, r, folder):
         if (folder/self.FILE).exists(): load_weights(self._average(r), folder/self.FILE)
-    def save_files(self, r, folder):
-        if self.avg is not None: save_weights(self.avg, folder/self.FILE)
+    def save_files(self, r, folder): save_weights(self._average(r), folder/self.FILE)   # with its count
+    def ready(self) -> bool: return self.avg is not None
     def after_fit(self, r, st):
-        if r.acc.is_main_process and not r.paused and self.avg is not None:
+        if r.acc.is_main_process and not r.paused and self.ready():
             save_weights(self.avg.module, r.run_dir/self.OUT)
 
 class EMA(_Average):
@@ -87,6 +87,8 @@ class SWA(_Average):
     def __init__(self, k: int):
         super().__init__()
         self.k = k
+    def ready(self) -> bool:   # before its first epoch end it holds the weights it was made from: no average
+        return self.avg is not None and int(self.avg.n_averaged) > 0
     def due(self, r, st) -> bool:
         last = math.ceil(r.total / r.steps_per_epoch) - 1        # the run's last epoch
         return (st.batch_in_epoch >= len(r.dl) or st.step >= r.total) and st.epoch > last - self.k
